@@ -1,0 +1,168 @@
+"""Build one image of ``lamina.toml``: resolve its base, make its layers, write its config and manifest.
+
+Building never knows where the image goes; :mod:`lamina.publish` does that.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lamina.config import CopySpec, ImageSpec
+from lamina.errors import LaminaError
+from lamina.oci.compress import Compression
+from lamina.oci.layer import BuiltLayer, LayerSpec, build_layers
+from lamina.oci.layout import read_layout_image
+from lamina.oci.model import (
+    ANNOTATION_BASE_DIGEST,
+    ANNOTATION_BASE_NAME,
+    ANNOTATION_CREATED,
+    ANNOTATION_REVISION,
+    ANNOTATION_SOURCE,
+    ANNOTATION_VERSION,
+    Descriptor,
+    Format,
+    Image,
+    Platform,
+    build_config,
+    build_manifest,
+    convert_layer_type,
+    layer_media_type,
+    merge_run_config,
+    rfc3339,
+)
+from lamina.oci.reference import Reference
+from lamina.oci.remote import Registries, pull_image
+from lamina.oci.store import BlobStore
+from lamina.oci.tar import tree_entries, source_date_epoch
+
+SCRATCH = "scratch"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How images are written, whatever they contain."""
+
+    format: Format = "oci"
+    compression: Compression = "gzip"
+    epoch: int | None = None
+    source: str | None = None
+    revision: str | None = None
+    version: str | None = None
+
+    @property
+    def mtime(self) -> int:
+        return source_date_epoch() if self.epoch is None else self.epoch
+
+
+@dataclass(frozen=True)
+class Base:
+    """A resolved base image and the name it is recorded under in annotations."""
+
+    image: Image
+    name: str
+
+
+@dataclass
+class BuiltImage:
+    name: str
+    image: Image
+    base: Base | None
+    layers: list[BuiltLayer] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def reused(self) -> int:
+        return sum(1 for layer in self.layers if layer.reused)
+
+
+def resolve_base(
+    text: str, platform: Platform, store: BlobStore, registries: Registries, *, project_root: Path
+) -> Base | None:
+    """The image ``from`` names: ``scratch``, ``oci:DIR[:NAME]`` (a local layout), or a registry reference."""
+    if text == SCRATCH:
+        return None
+    if text.startswith("oci:"):
+        path_text, _, ref_name = text[4:].partition(":")
+        root = (project_root / path_text).absolute()
+        return Base(read_layout_image(root, ref_name or None, platform, store), text)
+    ref = Reference.parse(text)
+    return Base(pull_image(ref, platform, store, registries), str(ref))
+
+
+def copy_layer(copy: CopySpec) -> LayerSpec:
+    def entries() -> list:
+        return tree_entries(copy.src, copy.dest, uid=copy.uid, gid=copy.gid, mode=copy.mode, exclude=copy.exclude)
+
+    return LayerSpec(entries, f"copy {copy.src.name} → {copy.dest}")
+
+
+def build_image(
+    spec: ImageSpec,
+    *,
+    store: BlobStore,
+    registries: Registries,
+    options: BuildOptions,
+    project_root: Path,
+    on_layer: Callable[[BuiltLayer], None] | None = None,
+) -> BuiltImage:
+    """Build ``spec`` into the store and record it there; returns the image and what was reused."""
+    started = time.monotonic()
+    base = resolve_base(spec.base, spec.platform, store, registries, project_root=project_root)
+    media_type = layer_media_type(options.compression, options.format)
+    built = build_layers(
+        store,
+        [copy_layer(c) for c in spec.copies],
+        compression=options.compression,
+        media_type=media_type,
+        mtime=options.mtime,
+        on_done=on_layer,
+    )
+    image = assemble(spec, base, built, options)
+    store.put_bytes(image.config.data, image.config.digest)
+    store.put_bytes(image.manifest.data, image.manifest.digest)
+    store.record_image(f"built {spec.name}", image.digest, image.manifest.media_type)
+    return BuiltImage(spec.name, image, base, built, time.monotonic() - started)
+
+
+def assemble(spec: ImageSpec, base: Base | None, built: list[BuiltLayer], options: BuildOptions) -> Image:
+    """The config and manifest of ``spec`` on top of ``base`` with the ``built`` layers."""
+    created = rfc3339(options.mtime)
+    base_config = base.image.config.json() if base else {}
+    if base and base_config.get("architecture") not in (None, spec.platform.architecture):
+        raise LaminaError(
+            f"image {spec.name!r} is for {spec.platform} but its base {base.name} is "
+            f"{base_config.get('os')}/{base_config.get('architecture')}",
+            hint="set the image's platform to the base's, or pick a base for that platform",
+        )
+    base_layers = [_convert(d, options.format) for d in base.image.layers] if base else []
+    layers = base_layers + [Descriptor(b.layer.media_type, b.layer.digest, b.layer.size) for b in built]
+    diff_ids = (base.image.diff_ids if base else []) + [b.layer.diff_id for b in built]
+    history = list(base_config.get("history", []))
+    history += [{"created": created, "created_by": f"lamina: {b.description}", "comment": "lamina"} for b in built]
+    config = build_config(
+        platform=spec.platform,
+        run=merge_run_config(base_config.get("config", {}), spec.run),
+        diff_ids=diff_ids,
+        history=history,
+        created=created,
+        fmt=options.format,
+    )
+    annotations = {ANNOTATION_CREATED: created, **_optional_annotations(options)}
+    if base:
+        annotations[ANNOTATION_BASE_NAME] = base.name
+        annotations[ANNOTATION_BASE_DIGEST] = base.image.digest
+    annotations.update(spec.annotations)
+    manifest = build_manifest(config, layers, annotations=annotations, fmt=options.format)
+    return Image(manifest, config, origin=base.image.origin if base else None)
+
+
+def _optional_annotations(options: BuildOptions) -> dict[str, str]:
+    pairs = ((ANNOTATION_SOURCE, options.source), (ANNOTATION_REVISION, options.revision), (ANNOTATION_VERSION, options.version))
+    return {key: value for key, value in pairs if value}
+
+
+def _convert(desc: Descriptor, fmt: Format) -> Descriptor:
+    return Descriptor(convert_layer_type(desc.media_type, fmt), desc.digest, desc.size)

@@ -1,0 +1,254 @@
+"""The ``lamina`` command: flags in, library calls out."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from lamina import __version__
+from lamina.build import BuildOptions, BuiltImage, build_image
+from lamina.config import ProjectConfig, find_config, load_config
+from lamina.errors import LaminaError
+from lamina.oci.layer import BuiltLayer
+from lamina.oci.registry.credentials import Credential
+from lamina.oci.remote import Registries
+from lamina.oci.store import BlobStore, default_store_root
+from lamina.publish import Named, Output, push, write_output
+
+console = Console(stderr=True, highlight=False)
+
+DESCRIPTION = """\
+Build the container images of a Python monorepo as one layered family, without a Docker daemon.
+
+lamina reads lamina.toml, writes deterministic OCI images (same inputs, same digests, on any
+machine) into a content-addressed store, and publishes them to an OCI layout directory (the
+default), a docker-archive tar, or a registry, uploading only the blobs the registry lacks.
+"""
+
+EPILOG = """\
+examples:
+  lamina build                          build every image into build/oci (an OCI layout)
+  lamina build hello --output docker-archive:hello.tar
+  lamina build --push --registry 127.0.0.1:5000
+  lamina store gc                       drop blobs no recorded image uses
+
+environment:
+  LAMINA_STORE       store directory (default ~/.cache/lamina)
+  LAMINA_REGISTRY, LAMINA_OWNER, LAMINA_VERSION   override lamina.toml's [project] values
+  LAMINA_REGISTRY_USERNAME, LAMINA_REGISTRY_PASSWORD   registry credentials
+  SOURCE_DATE_EPOCH  timestamp written into images (default 1970-01-01T00:00:01Z)
+  LAMINA_JOBS        threads for compression (default: the number of cores)
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not hasattr(args, "run"):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.run(args)
+    except LaminaError as e:
+        console.print(f"[bold red]error:[/] {e.message}")
+        if e.hint:
+            console.print(f"  [yellow]hint:[/] {e.hint}")
+        return 1
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lamina", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"lamina {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log registry requests (never secrets)")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    build = sub.add_parser(
+        "build",
+        help="build images into the store and write them to an output",
+        description="Build the images of lamina.toml (all, or those named) and write them out.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Outputs: oci:DIR (default: [project] output, else oci:build/oci), docker-archive:FILE.\n"
+        "With --push the images also go to the registry: registry/owner/name:version.",
+    )
+    build.add_argument("images", nargs="*", metavar="IMAGE", help="images to build (default: all)")
+    _config_args(build)
+    build.add_argument("-o", "--output", help="oci:DIR or docker-archive:FILE")
+    build.add_argument("--push", action="store_true", help="push to the registry after building")
+    build.add_argument("--registry", help="registry host[:port] to push to (overrides config and LAMINA_REGISTRY)")
+    build.add_argument("--owner", help="repository owner/namespace (overrides config and LAMINA_OWNER)")
+    build.add_argument("--tag", help="tag for the pushed and written images (default: version, else latest)")
+    build.add_argument("--format", choices=["oci", "docker"], help="manifest format (default: oci)")
+    build.add_argument("--compression", choices=["gzip", "zstd"], help="layer compression (default: gzip)")
+    build.add_argument("--insecure-registry", action="append", default=[], metavar="HOST",
+                       help="allow plain http for HOST (loopback is always allowed)")
+    build.add_argument("--username", help="registry user (with --password-stdin)")
+    build.add_argument("--password-stdin", action="store_true", help="read the registry password from stdin")
+    build.add_argument("--chunk-size", type=int, metavar="BYTES", help="upload blobs in chunks of this size")
+    build.set_defaults(run=cmd_build)
+
+    store = sub.add_parser("store", help="inspect and clean the blob store")
+    store_sub = store.add_subparsers(title="store commands", metavar="ACTION")
+    for name, func, text in (
+        ("path", cmd_store_path, "print the store's location"),
+        ("verify", cmd_store_verify, "re-hash every blob and report corrupt ones"),
+        ("gc", cmd_store_gc, "remove blobs that no recorded image uses"),
+    ):
+        p = store_sub.add_parser(name, help=text, description=text)
+        p.add_argument("--store", help="store directory (default: $LAMINA_STORE or ~/.cache/lamina)")
+        p.set_defaults(run=func)
+        if name == "verify":
+            p.add_argument("--delete", action="store_true", help="also delete the corrupt blobs")
+        if name == "gc":
+            p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    return parser
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", type=Path, help="path to lamina.toml (default: found upwards from .)")
+    parser.add_argument("--store", help="store directory (default: $LAMINA_STORE or ~/.cache/lamina)")
+
+
+def _load(args: argparse.Namespace) -> ProjectConfig:
+    path = args.config if args.config else find_config(Path.cwd())
+    return load_config(path).with_overrides(registry=args.registry, owner=args.owner)
+
+
+def _registries(args: argparse.Namespace, config: ProjectConfig) -> Registries:
+    credential = None
+    if args.username:
+        if not args.password_stdin:
+            raise LaminaError("--username needs --password-stdin", hint="echo \"$TOKEN\" | lamina build --push --username me --password-stdin")
+        credential = Credential(args.username, sys.stdin.readline().rstrip("\n"), "--username/--password-stdin")
+    return Registries(
+        insecure=frozenset(config.insecure_registries) | frozenset(args.insecure_registry),
+        credential=credential,
+        credential_host=config.registry if credential else None,
+        chunk_size=args.chunk_size,
+    )
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    config = _load(args)
+    names = args.images or list(config.images)
+    if not names:
+        raise LaminaError(f"{config.path} declares no images", hint="add an [images.NAME] table")
+    specs = [config.image(n) for n in names]
+    store = BlobStore.open_default(args.store)
+    options = BuildOptions(
+        format=args.format or config.format,
+        compression=args.compression or config.compression,
+        source=config.source,
+        revision=config.revision,
+        version=config.version,
+    )
+    tag = args.tag or config.version or "latest"
+    output = Output.parse(args.output or config.output, Path.cwd() if args.output else config.root)
+    registries = _registries(args, config)
+    try:
+        with store.shared_lock():
+            built = [_build_one(spec, store, registries, options, config) for spec in specs]
+            named = [Named(b.name, tag, b.image) for b in built]
+            started = time.monotonic()
+            fetched = write_output(output, named, store, registries)
+            _print_built(built, output, time.monotonic() - started, fetched)
+            if args.push:
+                _push(config, specs, named, args.tag, store, registries)
+    finally:
+        registries.close()
+    return 0
+
+
+def _build_one(spec, store: BlobStore, registries: Registries, options: BuildOptions, config: ProjectConfig) -> BuiltImage:
+    with console.status(f"building [bold]{spec.name}[/]…") as status:
+
+        def on_layer(layer: BuiltLayer) -> None:
+            verb = "reused" if layer.reused else "built"
+            status.update(f"building [bold]{spec.name}[/]: {verb} {layer.description} ({_size(layer.layer.size)})")
+
+        return build_image(spec, store=store, registries=registries, options=options, project_root=config.root, on_layer=on_layer)
+
+
+def _print_built(built: list[BuiltImage], output: Output, seconds: float, fetched: int) -> None:
+    table = Table(title=f"written to {output}", title_justify="left")
+    for column in ("image", "digest", "layers", "new", "size", "time"):
+        table.add_column(column, justify="right" if column in ("layers", "new", "size", "time") else "left")
+    for b in built:
+        layers = b.image.layers
+        table.add_row(
+            b.name,
+            b.image.digest[:19],
+            str(len(layers)),
+            str(len(b.layers) - b.reused),
+            _size(sum(d.size for d in layers)),
+            f"{b.seconds:.2f}s",
+        )
+    console.print(table)
+    extra = f", fetched {_size(fetched)} of base layers" if fetched else ""
+    console.print(f"output written in {seconds:.2f}s{extra}")
+
+
+def _push(config: ProjectConfig, specs, named: list[Named], tag: str | None, store: BlobStore, registries: Registries) -> None:
+    targets = [(n, config.target(spec, tag)) for n, spec in zip(named, specs, strict=True)]
+    with console.status("pushing…") as status:
+        reports = push(targets, store, registries, on_blob=lambda d, outcome: status.update(f"pushing: {outcome} {d[:19]}"))
+    for report in reports:
+        console.print(
+            f"pushed [bold]{report.target}[/] {report.digest[:19]}: "
+            f"{report.count('uploaded')} uploaded ({_size(report.bytes_uploaded)}), "
+            f"{report.count('mounted')} mounted, {report.count('exists')} already there"
+        )
+
+
+def _store(args: argparse.Namespace) -> BlobStore:
+    return BlobStore.open_default(args.store)
+
+
+def cmd_store_path(args: argparse.Namespace) -> int:
+    print(args.store or default_store_root())
+    return 0
+
+
+def cmd_store_verify(args: argparse.Namespace) -> int:
+    store = _store(args)
+    bad = store.verify(delete=args.delete)
+    if not bad:
+        console.print(f"all blobs in {store.root} match their digests")
+        return 0
+    for digest in bad:
+        console.print(f"[red]corrupt[/] {digest}" + (" (deleted)" if args.delete else ""))
+    if not args.delete:
+        console.print("run `lamina store verify --delete` to remove them; the next build makes them again")
+    return 1
+
+
+def cmd_store_gc(args: argparse.Namespace) -> int:
+    store = _store(args)
+    removed, freed = store.gc(dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    console.print(f"{verb} {removed} blobs ({_size(freed)}) from {store.root}")
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return f"{n} B"

@@ -1,0 +1,45 @@
+"""Errors a user can act on: each says what went wrong, where, and what to do about it."""
+
+from __future__ import annotations
+
+
+class LaminaError(Exception):
+    """Base of every error lamina reports to a user (the CLI prints it without a traceback)."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class ConfigError(LaminaError):
+    """lamina.toml is malformed or names something that does not exist."""
+
+
+class StoreError(LaminaError):
+    """The blob store is missing a blob or holds a corrupt one."""
+
+
+class DigestMismatchError(LaminaError):
+    """Bytes read from a store, layout or registry do not hash to the digest that named them."""
+
+
+class RegistryError(LaminaError):
+    """A registry answered with an error we cannot recover from."""
+
+
+class RegistryUnreachableError(RegistryError):
+    """The registry could not be reached (DNS, connection refused, TLS, time-out)."""
+
+
+class AuthError(RegistryError):
+    """The registry refused our credentials (or we had none and it wants some)."""
+
+
+class NotFoundError(RegistryError):
+    """A manifest or blob is not in the registry (wrong reference, or never pushed)."""

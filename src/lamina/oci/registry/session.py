@@ -1,0 +1,261 @@
+"""HTTP to one registry: scheme choice, retries with backoff, request logging and error mapping.
+
+* Scheme: https always. Plain http only for a host marked insecure or a loopback host (127.0.0.0/8,
+  ``localhost``, ``::1``), as Docker does: try https first, fall back to http when TLS or the connection
+  fails, and remember the answer.
+* Retries: connection errors (except "connection refused", which is final) and 408, 429 and 5xx answers
+  are retried with exponential backoff, honouring ``Retry-After`` (seconds or an HTTP date, capped).
+* Logging: ``lamina.registry`` at DEBUG, one line per request (method, URL with upload state and
+  unknown query values elided, status). Headers, and so credentials and tokens, are never logged.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import errno
+import ipaddress
+import json
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+
+import httpx
+
+from lamina.errors import AuthError, NotFoundError, RegistryError, RegistryUnreachableError
+
+log = logging.getLogger("lamina.registry")
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+MAX_RETRY_AFTER = 30.0
+_LOGGED_PARAMS = {"digest", "mount", "from", "n", "last", "service", "scope"}
+
+#: A request body: bytes, or a factory making a fresh byte iterator for each attempt.
+Body = bytes | Callable[[], Iterable[bytes]] | None
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ``::1``, with or without a port."""
+    name = host
+    if name.startswith("["):
+        name = name[1 : name.find("]")]
+    elif name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None, cap: float = MAX_RETRY_AFTER) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), capped; None if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), cap)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    current = datetime.now(timezone.utc).timestamp() if now is None else now
+    return max(0.0, min(when.timestamp() - current, cap))
+
+
+def redact(url: httpx.URL) -> str:
+    """The URL for a log line: query values we do not know to be harmless are elided."""
+    if not url.query:
+        return str(url)
+    params = [(k, v if k in _LOGGED_PARAMS else "...") for k, v in url.params.multi_items()]
+    return str(url.copy_with(query=None)) + "?" + "&".join(f"{k}={v}" for k, v in params)
+
+
+def error_text(response: httpx.Response) -> str:
+    """The registry's own words for an error: ``CODE: message`` from its JSON body, or the start of the body."""
+    try:
+        errors = json.loads(response.content).get("errors") or []
+        parts = [f"{e.get('code', '?')}: {e.get('message', '')}".strip() for e in errors if isinstance(e, dict)]
+        if parts:
+            return "; ".join(parts)
+    except (ValueError, AttributeError, httpx.ResponseNotRead):
+        pass
+    try:
+        text = response.text.strip()
+    except httpx.ResponseNotRead:
+        text = ""
+    return text[:200] or response.reason_phrase
+
+
+def error_codes(response: httpx.Response) -> set[str]:
+    """The ``errors[].code`` values of a registry error body."""
+    try:
+        return {e.get("code") for e in json.loads(response.content).get("errors") or [] if isinstance(e, dict)}
+    except (ValueError, AttributeError, httpx.ResponseNotRead):
+        return set()
+
+
+def _refused(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError) or getattr(seen, "errno", None) == errno.ECONNREFUSED:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "connection refused" in str(exc).lower()
+
+
+def _cause(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+class Session:
+    """Sends requests to one registry with retries; maps failures to lamina errors."""
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        host: str | None = None,
+        auth: httpx.Auth | None,
+        insecure: bool = False,
+        retries: int = 3,
+        timeout: float = 60,
+        backoff: float = 0.5,
+        max_connections: int = 8,
+        transport: httpx.BaseTransport | None = None,
+        verify: bool | str = True,
+        on_request: Callable[[httpx.Request], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.host = host or registry
+        self.retries = max(0, retries)
+        self.backoff = backoff
+        self._allow_http = insecure or is_loopback(self.host)
+        self._scheme: str | None = None if self._allow_http else "https"
+        self._scheme_lock = threading.Lock()
+        if isinstance(verify, str):
+            verify = ssl.create_default_context(cafile=verify)
+        hooks = {"request": [on_request]} if on_request else {}
+        self.http = httpx.Client(
+            auth=auth,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+            follow_redirects=True,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
+            verify=verify,
+            event_hooks=hooks,
+            headers={"User-Agent": "lamina"},
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    # --- URLs -----------------------------------------------------------------------------------
+
+    def url(self, path: str) -> httpx.URL:
+        """The absolute URL of an API ``path`` such as ``/v2/``."""
+        return httpx.URL(f"{self.scheme}://{self.host}{path}")
+
+    @property
+    def scheme(self) -> str:
+        """``https``, or ``http`` for an insecure/loopback registry that does not speak TLS (probed once)."""
+        if self._scheme is None:
+            with self._scheme_lock:
+                if self._scheme is None:
+                    self._scheme = self._probe_scheme()
+        return self._scheme
+
+    def _probe_scheme(self) -> str:
+        try:
+            self.http.get(f"https://{self.host}/v2/", auth=None).close()
+            return "https"
+        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            log.debug("https to %s failed (%s); using http", self.host, _cause(exc))
+            return "http"
+        except httpx.TimeoutException:
+            return "http"
+
+    # --- requests -------------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        expect: Iterable[int] = (200,),
+        what: str = "",
+        headers: dict[str, str] | None = None,
+        content: Body = None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        """Send with retries; return the response if its status is in ``expect``, else raise.
+
+        ``url`` is a URL, or a path (``/v2/...``) on this registry. ``what`` names the object for errors.
+        With ``stream=True`` the caller must close the response.
+        """
+        expected = set(expect)
+        target = self.url(url) if isinstance(url, str) else url
+        what = what or f"{method} {target.path}"
+        attempts = self.retries + 1
+        for attempt in range(attempts):
+            body = content() if callable(content) else content
+            try:
+                request = self.http.build_request(method, target, headers=headers, content=body)
+                response = self.http.send(request, stream=stream)
+            except (httpx.TransportError, httpx.StreamConsumed) as exc:
+                log.debug("%s %s -> %s", method, redact(target), _cause(exc))
+                if (isinstance(exc, httpx.TransportError) and _refused(exc)) or attempt == attempts - 1:
+                    raise self._unreachable(exc, attempts=attempt + 1) from None
+                self._sleep(attempt, None)
+                continue
+            log.debug("%s %s -> %d", method, redact(target), response.status_code)
+            if response.status_code in expected:
+                return response
+            if response.status_code in RETRY_STATUSES and attempt < attempts - 1:
+                response.close()
+                self._sleep(attempt, response.headers.get("Retry-After"))
+                continue
+            raise self._failure(response, what, attempts=attempt + 1)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _sleep(self, attempt: int, retry_after: str | None) -> None:
+        delay = retry_after_seconds(retry_after)
+        if delay is None:
+            delay = self.backoff * (2**attempt)
+        log.debug("retrying in %.1fs", delay)
+        time.sleep(delay)
+
+    def _unreachable(self, exc: BaseException, *, attempts: int) -> RegistryUnreachableError:
+        tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+        return RegistryUnreachableError(
+            f"registry {self.registry} is unreachable{tries}: {_cause(exc)}",
+            hint="check the host name and port, your network, and that the registry is running",
+        )
+
+    def _failure(self, response: httpx.Response, what: str, *, attempts: int) -> RegistryError:
+        try:
+            response.read()
+        finally:
+            response.close()
+        status = f"{response.status_code} {response.reason_phrase}"
+        said = error_text(response)
+        error: RegistryError
+        if response.status_code == 404:
+            error = NotFoundError(
+                f"{what} not found in registry {self.registry} ({said})",
+                hint="check the repository name and tag or digest, and that it was pushed",
+            )
+        elif response.status_code in (401, 403):
+            error = AuthError(f"registry {self.registry} denied {what}: {status} ({said})")
+        else:
+            gave_up = f"; gave up after {attempts} attempts" if response.status_code in RETRY_STATUSES else ""
+            error = RegistryError(f"registry {self.registry} answered {status} to {what}: {said}{gave_up}")
+        error.status = response.status_code  # type: ignore[attr-defined]
+        error.codes = error_codes(response)  # type: ignore[attr-defined]
+        return error

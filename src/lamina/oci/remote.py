@@ -1,0 +1,165 @@
+"""Images in registries: pulling a base (documents now, layers only when needed) and pushing images.
+
+Push order, as Jib and crane do: HEAD each blob (skip what the target has), cross-repository mount
+from the base's repository when it lives on the same registry, upload only what is left. A base layer
+is downloaded only when an output really needs its bytes (a layout, an archive, or a push to another
+registry that lacks it), and then it is verified and kept in the store.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from lamina.errors import LaminaError
+from lamina.oci import mediatypes as mt
+from lamina.oci.model import Descriptor, Document, Image, Platform
+from lamina.oci.reference import Reference
+from lamina.oci.registry.client import RegistryClient
+from lamina.oci.registry.credentials import Credential
+from lamina.oci.store import BlobStore
+
+
+@dataclass
+class Registries:
+    """One client per registry host, created on first use with the user's settings."""
+
+    insecure: frozenset[str] = frozenset()
+    credential: Credential | None = None
+    credential_host: str | None = None
+    chunk_size: int | None = None
+    _clients: dict[str, RegistryClient] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def client(self, registry: str) -> RegistryClient:
+        with self._lock:
+            if registry not in self._clients:
+                explicit = self.credential if self.credential_host in (None, registry) else None
+                self._clients[registry] = RegistryClient(
+                    registry,
+                    credential=explicit,
+                    insecure=registry in self.insecure,
+                    chunk_size=self.chunk_size,
+                )
+            return self._clients[registry]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+
+def split_origin(origin: str) -> tuple[str, str]:
+    """``host/repo/path`` → (``host``, ``repo/path``)."""
+    host, _, repo = origin.partition("/")
+    return host, repo
+
+
+def pull_image(ref: Reference, platform: Platform, store: BlobStore, registries: Registries) -> Image:
+    """The manifest and config of ``ref`` for ``platform`` (stored); layers stay remote until needed."""
+    client = registries.client(ref.registry)
+    fetched = client.get_manifest(ref.repository, ref.identifier)
+    manifest = Document(fetched.data, fetched.media_type)
+    if fetched.media_type in mt.INDEX_TYPES:
+        manifest = _pick_platform(client, ref, manifest, platform)
+    if manifest.media_type not in mt.MANIFEST_TYPES:
+        raise LaminaError(
+            f"{ref} is a {manifest.media_type}, not an image",
+            hint="point `from` at a container image",
+        )
+    store.put_bytes(manifest.data, manifest.digest)
+    config_desc = Descriptor.from_json(manifest.json()["config"])
+    if not store.has(config_desc.digest):
+        _fetch_into_store(client, ref.repository, config_desc.digest, store)
+    config = Document(store.read_bytes(config_desc.digest), config_desc.media_type)
+    store.record_image(f"pulled {ref}", manifest.digest, manifest.media_type)
+    return Image(manifest, config, origin=f"{ref.registry}/{ref.repository}")
+
+
+def _pick_platform(client: RegistryClient, ref: Reference, index: Document, platform: Platform) -> Document:
+    entries = index.json().get("manifests", [])
+    for entry in entries:
+        if entry.get("platform") and platform.matches(entry["platform"]):
+            fetched = client.get_manifest(ref.repository, entry["digest"])
+            return Document(fetched.data, fetched.media_type)
+    available = ", ".join(
+        str(Platform(e["platform"]["os"], e["platform"]["architecture"], e["platform"].get("variant")))
+        for e in entries
+        if e.get("platform")
+    )
+    raise LaminaError(
+        f"{ref} has no image for {platform}",
+        hint=f"it has: {available or 'no platform entries'}; set `platform` to one of them",
+    )
+
+
+def _fetch_into_store(client: RegistryClient, repo: str, digest: str, store: BlobStore) -> None:
+    with store.writing(digest) as blob:
+        client.fetch_blob(repo, digest, blob)  # type: ignore[arg-type]
+
+
+def ensure_blobs(image: Image, store: BlobStore, registries: Registries) -> int:
+    """Fetch every blob of ``image`` missing from the store (from its origin); returns bytes fetched."""
+    fetched = 0
+    for desc in image.blobs():
+        if store.has(desc.digest):
+            continue
+        if image.origin is None:
+            raise LaminaError(
+                f"blob {desc.digest} of the image is not in the store and has no registry to come from",
+                hint="build again (the store was cleaned while the image was in use)",
+            )
+        host, repo = split_origin(image.origin)
+        _fetch_into_store(registries.client(host), repo, desc.digest, store)
+        fetched += desc.size
+    return fetched
+
+
+@dataclass(frozen=True)
+class PushReport:
+    target: str
+    digest: str
+    outcomes: dict[str, str]
+    bytes_uploaded: int
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for o in self.outcomes.values() if o == outcome)
+
+
+def push_image(
+    image: Image,
+    target: Reference,
+    tags: Sequence[str],
+    store: BlobStore,
+    registries: Registries,
+    *,
+    on_blob: Callable[[str, str], None] | None = None,
+) -> PushReport:
+    """Push ``image`` to ``target``'s repository under each tag; uploads only what is missing."""
+    client = registries.client(target.registry)
+    mount_from: list[str] = []
+    if image.origin is not None:
+        host, repo = split_origin(image.origin)
+        if host == target.registry and repo != target.repository:
+            mount_from.append(repo)
+    before = client.stats.bytes_uploaded
+    blobs = [(d.digest, d.size, _opener(image, d.digest, store, registries)) for d in image.blobs()]
+    outcomes = client.push_blobs(target.repository, blobs, mount_from=mount_from, on_done=on_blob)
+    for tag in tags or [target.identifier]:
+        client.put_manifest(target.repository, tag, image.manifest.data, image.manifest.media_type)
+    return PushReport(str(target), image.digest, outcomes, client.stats.bytes_uploaded - before)
+
+
+def _opener(image: Image, digest: str, store: BlobStore, registries: Registries) -> Callable[[], object]:
+    """Opens the blob from the store, fetching it from the image's origin first if it is not there."""
+
+    def open_blob() -> object:
+        if not store.has(digest):
+            if image.origin is None:
+                raise LaminaError(f"blob {digest} is neither in the store nor in a registry we know")
+            host, repo = split_origin(image.origin)
+            _fetch_into_store(registries.client(host), repo, digest, store)
+        return store.open(digest)
+
+    return open_blob

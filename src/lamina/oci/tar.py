@@ -1,0 +1,294 @@
+"""Deterministic layer tars.
+
+A layer's bytes depend only on its entries: paths are sorted, parent directories are emitted
+explicitly, every member has the same mtime (``SOURCE_DATE_EPOCH`` when set, else
+:data:`DEFAULT_EPOCH`), owners are numeric with empty user/group names, and modes are normalized.
+Nothing of the host leaks in: not the checkout path, file mtimes, the umask, or the input order.
+
+The format is POSIX ustar, with a PAX extended header only for what ustar cannot hold (long or
+non-ASCII paths and link targets). The archive ends with two zero blocks, as Go's ``archive/tar`` does.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tarfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Literal, Protocol
+
+from lamina.errors import LaminaError
+
+#: mtime of every member when SOURCE_DATE_EPOCH is not set: 1970-01-01T00:00:01Z. One second
+#: rather than zero because some tools treat an mtime of 0 as "unset" (Jib made the same choice).
+DEFAULT_EPOCH = 1
+BLOCK = 512
+COPY_CHUNK = 1 << 20
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_WHITEOUT = ".wh..wh..opq"
+
+Kind = Literal["file", "dir", "symlink", "hardlink"]
+
+
+def source_date_epoch(env: dict[str, str] | os._Environ[str] = os.environ) -> int:
+    """The fixed timestamp for members and image metadata: ``SOURCE_DATE_EPOCH`` or the default."""
+    value = env.get("SOURCE_DATE_EPOCH", "").strip()
+    if not value:
+        return DEFAULT_EPOCH
+    try:
+        epoch = int(value)
+    except ValueError:
+        raise LaminaError(
+            f"SOURCE_DATE_EPOCH={value!r} is not an integer",
+            hint="set it to seconds since 1970 (e.g. `git log -1 --format=%ct`) or unset it",
+        ) from None
+    if epoch < 0:
+        raise LaminaError(f"SOURCE_DATE_EPOCH={value!r} is negative", hint="use seconds since 1970")
+    return epoch
+
+
+def normalize_path(path: str) -> str:
+    """An image path in canonical form: relative, no ``.``/empty parts, refusing ``..``."""
+    parts = [p for p in PurePosixPath("/" + path).parts[1:] if p not in ("", ".")]
+    if ".." in parts:
+        raise LaminaError(f"path {path!r} leaves the image root", hint="remove '..' from the path")
+    if not parts:
+        raise LaminaError("an entry cannot be the image root itself")
+    return "/".join(parts)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One member of a layer. Build entries with the class methods, not the constructor."""
+
+    path: str
+    kind: Kind
+    mode: int
+    uid: int = 0
+    gid: int = 0
+    source: Path | None = None
+    data: bytes | None = None
+    target: str | None = None
+
+    @classmethod
+    def file(
+        cls,
+        path: str,
+        source: str | os.PathLike[str],
+        *,
+        mode: int | None = None,
+        uid: int = 0,
+        gid: int = 0,
+    ) -> Entry:
+        """A regular file read from ``source``; mode 0755 if ``source`` is executable, else 0644."""
+        src = Path(source)
+        if mode is None:
+            mode = 0o755 if os.stat(src).st_mode & 0o111 else 0o644
+        return cls(normalize_path(path), "file", mode & 0o7777, uid, gid, source=src)
+
+    @classmethod
+    def bytes(cls, path: str, data: bytes, *, mode: int = 0o644, uid: int = 0, gid: int = 0) -> Entry:
+        """A regular file with the given content."""
+        return cls(normalize_path(path), "file", mode & 0o7777, uid, gid, data=bytes(data))
+
+    @classmethod
+    def dir(cls, path: str, *, mode: int = 0o755, uid: int = 0, gid: int = 0) -> Entry:
+        """A directory."""
+        return cls(normalize_path(path), "dir", mode & 0o7777, uid, gid)
+
+    @classmethod
+    def symlink(cls, path: str, target: str, *, uid: int = 0, gid: int = 0) -> Entry:
+        """A symbolic link (its target is stored verbatim)."""
+        return cls(normalize_path(path), "symlink", 0o777, uid, gid, target=target)
+
+    @classmethod
+    def hardlink(cls, path: str, target: str, *, uid: int = 0, gid: int = 0) -> Entry:
+        """A hard link to another member of the same layer."""
+        return cls(normalize_path(path), "hardlink", 0o644, uid, gid, target=normalize_path(target))
+
+    @classmethod
+    def whiteout(cls, path: str) -> Entry:
+        """Deletes ``path`` (file or directory) of the layers below."""
+        p = PurePosixPath(normalize_path(path))
+        return cls.bytes(str(p.parent / (WHITEOUT_PREFIX + p.name)), b"", mode=0o644)
+
+    @classmethod
+    def opaque(cls, directory: str) -> Entry:
+        """Hides everything the layers below have in ``directory`` (the directory itself stays)."""
+        return cls.bytes(f"{normalize_path(directory)}/{OPAQUE_WHITEOUT}", b"", mode=0o644)
+
+    @property
+    def size(self) -> int:
+        """Content size in bytes (0 for anything but a regular file)."""
+        if self.kind != "file":
+            return 0
+        if self.data is not None:
+            return len(self.data)
+        assert self.source is not None
+        return os.stat(self.source).st_size
+
+
+def tree_entries(
+    root: str | os.PathLike[str],
+    dest: str,
+    *,
+    uid: int = 0,
+    gid: int = 0,
+    mode: int | None = None,
+    exclude: Iterable[str] = (),
+) -> list[Entry]:
+    """Entries for everything under ``root``, placed under ``dest`` in the image.
+
+    Symlinks are kept as links; files that are hard links of each other become one file and hard
+    links to it; file modes become 0755 (any execute bit) or 0644 unless ``mode`` is given;
+    directories are 0755. ``exclude`` holds names (not paths) to skip, e.g. ``__pycache__``.
+    """
+    root_path = Path(root)
+    skip = set(exclude)
+    if not root_path.exists():
+        raise LaminaError(f"{root_path} does not exist", hint="check the copy source in lamina.toml")
+    if root_path.is_file():
+        return [Entry.file(dest, root_path, mode=mode, uid=uid, gid=gid)]
+    at_root = not dest.strip("/.")
+    entries = [] if at_root else [Entry.dir(dest, uid=uid, gid=gid)]
+    first_link: dict[tuple[int, int], str] = {}
+    for dirpath, dirnames, filenames in os.walk(root_path):
+        dirnames[:] = sorted(d for d in dirnames if d not in skip)
+        rel_dir = Path(dirpath).relative_to(root_path)
+        for name in sorted(dirnames) + sorted(f for f in filenames if f not in skip):
+            src = Path(dirpath) / name
+            image_path = str(PurePosixPath(dest) / rel_dir.as_posix() / name)
+            st = os.lstat(src)
+            if stat.S_ISLNK(st.st_mode):
+                entries.append(Entry.symlink(image_path, os.readlink(src), uid=uid, gid=gid))
+            elif stat.S_ISDIR(st.st_mode):
+                entries.append(Entry.dir(image_path, uid=uid, gid=gid))
+            elif stat.S_ISREG(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if st.st_nlink > 1 and key in first_link:
+                    entries.append(Entry.hardlink(image_path, first_link[key], uid=uid, gid=gid))
+                    continue
+                first_link[key] = normalize_path(image_path)
+                entries.append(Entry.file(image_path, src, mode=mode, uid=uid, gid=gid))
+            else:
+                raise LaminaError(
+                    f"{src} is not a regular file, directory or symlink",
+                    hint="device files, sockets and FIFOs cannot be copied into a layer",
+                )
+    return entries
+
+
+def _sort_key(entry: Entry) -> tuple[str, ...]:
+    return tuple(entry.path.split("/"))
+
+
+def _with_parents(entries: Iterable[Entry]) -> list[Entry]:
+    """Sorted, de-duplicated entries, with a directory entry for every parent not given."""
+    by_path: dict[str, Entry] = {}
+    for entry in entries:
+        previous = by_path.get(entry.path)
+        if previous is not None and previous != entry:
+            if previous.kind == entry.kind == "dir":
+                continue  # the first declaration of a directory wins
+            raise LaminaError(
+                f"two different entries for /{entry.path} in one layer",
+                hint="each path may appear once per layer",
+            )
+        by_path[entry.path] = entry
+    for path in list(by_path):
+        parts = path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            parent = "/".join(parts[:i])
+            if parent not in by_path:
+                owner = by_path[path]
+                by_path[parent] = Entry.dir(parent, uid=owner.uid, gid=owner.gid)
+            elif by_path[parent].kind != "dir":
+                raise LaminaError(f"/{parent} is a {by_path[parent].kind} and also a parent of /{path}")
+    ordered = sorted(by_path.values(), key=_sort_key)
+    _check_hardlinks(ordered)
+    return ordered
+
+
+def _check_hardlinks(ordered: list[Entry]) -> None:
+    seen: set[str] = set()
+    for entry in ordered:
+        if entry.kind == "hardlink" and entry.target not in seen:
+            raise LaminaError(
+                f"hard link /{entry.path} points to /{entry.target}, which is not earlier in the layer",
+                hint="a hard link's target must be a file of the same layer",
+            )
+        seen.add(entry.path)
+
+
+def _tarinfo(entry: Entry, mtime: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(entry.path + ("/" if entry.kind == "dir" else ""))
+    info.mode = entry.mode
+    info.uid, info.gid = entry.uid, entry.gid
+    info.uname = info.gname = ""
+    info.mtime = mtime
+    if entry.kind == "file":
+        info.type, info.size = tarfile.REGTYPE, entry.size
+    elif entry.kind == "dir":
+        info.type = tarfile.DIRTYPE
+    elif entry.kind == "symlink":
+        info.type, info.linkname = tarfile.SYMTYPE, entry.target or ""
+    else:
+        info.type, info.linkname = tarfile.LNKTYPE, entry.target or ""
+    return info
+
+
+class Sink(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+
+def tar_chunks(entries: Iterable[Entry], *, mtime: int | None = None) -> Iterator[bytes]:
+    """The layer tar as a stream of byte chunks (at most ~1 MiB each), never the whole layer."""
+    when = source_date_epoch() if mtime is None else mtime
+    for entry in _with_parents(entries):
+        info = _tarinfo(entry, when)
+        yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        if entry.kind == "file":
+            yield from _content_chunks(entry, info.size)
+            if remainder := info.size % BLOCK:
+                yield b"\0" * (BLOCK - remainder)
+    yield b"\0" * (2 * BLOCK)
+
+
+def _content_chunks(entry: Entry, size: int) -> Iterator[bytes]:
+    if entry.data is not None:
+        yield entry.data
+        return
+    assert entry.source is not None
+    written = 0
+    with open(entry.source, "rb") as f:
+        while written < size and (chunk := f.read(min(COPY_CHUNK, size - written))):
+            written += len(chunk)
+            yield chunk
+    if written != size:
+        raise LaminaError(
+            f"{entry.source} changed size while it was being read ({size} → {written} bytes)",
+            hint="do not modify the sources during a build; run the build again",
+        )
+
+
+def write_tar(entries: Iterable[Entry], sink: Sink, *, mtime: int | None = None) -> None:
+    """Write the deterministic tar of ``entries`` to ``sink``."""
+    for chunk in tar_chunks(entries, mtime=mtime):
+        sink.write(chunk)
+
+
+def relocate(entries: Iterable[Entry], prefix: str) -> list[Entry]:
+    """The same entries moved under ``prefix`` (used to nest a tree into another path)."""
+    moved = []
+    for e in entries:
+        target = normalize_path(f"{prefix}/{e.target}") if e.kind == "hardlink" else e.target
+        moved.append(replace(e, path=normalize_path(f"{prefix}/{e.path}"), target=target))
+    return moved
+
+
+def read_members(stream: BinaryIO) -> Iterator[tarfile.TarInfo]:
+    """The members of a (possibly compressed) layer tar, for inspection and tests."""
+    with tarfile.open(fileobj=stream, mode="r|*") as tar:
+        yield from tar

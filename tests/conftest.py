@@ -1,1 +1,85 @@
+"""Shared fixtures: real registries (registry_servers), OCI schema validation, tool checks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
 pytest_plugins = ["registry_servers"]
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "shared" / "oci-image-spec-schemas"
+SCHEMA_ALIASES = {
+    "config-schema.json": ["https://opencontainers.org/schema/image/config"],
+    "content-descriptor.json": [
+        "https://opencontainers.org/schema/descriptor",
+        "https://opencontainers.org/schema/image/content-descriptor.json",
+    ],
+    "defs-descriptor.json": [
+        "https://opencontainers.org/schema/image/descriptor/mediaType",
+        "https://opencontainers.org/schema/defs-descriptor.json",
+        "https://opencontainers.org/schema/image/defs-descriptor.json",
+    ],
+    "defs.json": [
+        "https://opencontainers.org/schema/defs.json",
+        "https://opencontainers.org/schema/image/defs.json",
+        "https://opencontainers.org/schema/image/descriptor/defs.json",
+    ],
+    "image-index-schema.json": ["https://opencontainers.org/schema/image/index"],
+    "image-layout-schema.json": ["https://opencontainers.org/schema/image/layout"],
+    "image-manifest-schema.json": ["https://opencontainers.org/schema/image/manifest"],
+}
+
+
+class OciSchemas:
+    """Validates documents against the official OCI image-spec v1.1.1 schemas."""
+
+    def __init__(self, folder: Path) -> None:
+        from jsonschema import Draft4Validator
+        from referencing import Registry, Resource
+        from referencing.jsonschema import DRAFT4
+
+        registry = Registry()
+        self._schemas = {}
+        for name, aliases in SCHEMA_ALIASES.items():
+            schema = json.loads((folder / name).read_text())
+            self._schemas[name] = schema
+            resource = Resource(contents=schema, specification=DRAFT4)
+            for uri in [name, *aliases]:
+                registry = registry.with_resource(uri, resource)
+        self._validator = lambda name: Draft4Validator(self._schemas[name], registry=registry)
+
+    def validate(self, kind: str, document: bytes | dict) -> None:
+        """kind: config, manifest, index or layout."""
+        file = {
+            "config": "config-schema.json",
+            "manifest": "image-manifest-schema.json",
+            "index": "image-index-schema.json",
+            "layout": "image-layout-schema.json",
+        }[kind]
+        obj = json.loads(document) if isinstance(document, bytes) else document
+        errors = sorted(self._validator(file).iter_errors(obj), key=str)
+        assert not errors, f"{kind} is not valid OCI: " + "; ".join(e.message for e in errors)
+
+
+@pytest.fixture(scope="session")
+def oci_schemas() -> OciSchemas:
+    if not SCHEMAS.is_dir():
+        pytest.skip(f"OCI schemas not found at {SCHEMAS} (../shared is absent in this clone)")
+    return OciSchemas(SCHEMAS)
+
+
+def require_tool(name: str, package: str | None = None) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} not installed: apt-get install {package or name}")
+    return path
+
+
+@pytest.fixture
+def store(tmp_path):
+    from lamina.oci.store import BlobStore
+
+    return BlobStore(tmp_path / "store")

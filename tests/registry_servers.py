@@ -242,7 +242,7 @@ class TokenServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lamina test token issuer")])
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         cert = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -438,8 +438,12 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         conn = http.client.HTTPConnection(proxy.upstream, timeout=60)
         try:
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
-            conn.request(self.command, self.path, body=body if body or self.command in ("POST", "PUT", "PATCH") else None,
-                         headers=headers)
+            conn.request(
+                self.command,
+                self.path,
+                body=body if body or self.command in ("POST", "PUT", "PATCH") else None,
+                headers=headers,
+            )
             response = conn.getresponse()
             data = response.read()
             self.send_response(response.status)

@@ -25,7 +25,6 @@ PARSED = [
     (f"ghcr.io/acme/app@{D}", "ghcr.io", "acme/app", None, D, f"ghcr.io/acme/app@{D}"),
     (f"python:3.12@{D}", "docker.io", "library/python", "3.12", D, f"docker.io/library/python:3.12@{D}"),
     ("my-org/my_app__x.y", "docker.io", "my-org/my_app__x.y", "latest", None, "docker.io/my-org/my_app__x.y:latest"),
-
 ]
 
 

@@ -6,7 +6,7 @@ Building never knows where the image goes; :mod:`lamina.publish` does that.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,11 +79,20 @@ class BuiltImage:
 
 
 def resolve_base(
-    text: str, platform: Platform, store: BlobStore, registries: Registries, *, project_root: Path
+    text: str,
+    platform: Platform,
+    store: BlobStore,
+    registries: Registries,
+    *,
+    project_root: Path,
+    siblings: Mapping[str, Base] | None = None,
 ) -> Base | None:
-    """The image ``from`` names: ``scratch``, ``oci:DIR[:NAME]`` (a local layout), or a registry reference."""
+    """The image ``from`` names: ``scratch``, an image of the project (already built, in
+    ``siblings``), ``oci:DIR[:NAME]`` (a local layout), or a registry reference."""
     if text == SCRATCH:
         return None
+    if siblings and text in siblings:
+        return siblings[text]
     if text.startswith("oci:"):
         path_text, _, ref_name = text[4:].partition(":")
         root = (project_root / path_text).absolute()
@@ -106,11 +115,15 @@ def build_image(
     registries: Registries,
     options: BuildOptions,
     project_root: Path,
+    siblings: Mapping[str, Base] | None = None,
     on_layer: Callable[[BuiltLayer], None] | None = None,
 ) -> BuiltImage:
-    """Build ``spec`` into the store and record it there; returns the image and what was reused."""
+    """Build ``spec`` into the store and record it there; returns the image and what was reused.
+
+    ``siblings`` holds the project's images built before this one (for ``from = "NAME"``).
+    """
     started = time.monotonic()
-    base = resolve_base(spec.base, spec.platform, store, registries, project_root=project_root)
+    base = resolve_base(spec.base, spec.platform, store, registries, project_root=project_root, siblings=siblings)
     media_type = layer_media_type(options.compression, options.format)
     built = build_layers(
         store,
@@ -156,7 +169,9 @@ def assemble(spec: ImageSpec, base: Base | None, built: list[BuiltLayer], option
         annotations[ANNOTATION_BASE_DIGEST] = base.image.digest
     annotations.update(spec.annotations)
     manifest = build_manifest(config, layers, annotations=annotations, fmt=options.format)
-    return Image(manifest, config, origin=base.image.origin if base else None)
+    if base is None or base.image.origin is None:
+        return Image(manifest, config)
+    return Image(manifest, config, base.image.origin, base.image.origin_blobs)
 
 
 def _optional_annotations(options: BuildOptions) -> dict[str, str]:

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from lamina import __version__
-from lamina.build import BuildOptions, BuiltImage, build_image
-from lamina.config import ProjectConfig, find_config, load_config
+from lamina.build import Base, BuildOptions, BuiltImage, build_image
+from lamina.config import ImageSpec, ProjectConfig, find_config, load_config
 from lamina.errors import LaminaError
 from lamina.oci.layer import BuiltLayer
 from lamina.oci.registry.credentials import Credential
-from lamina.oci.remote import Registries
+from lamina.oci.remote import PushReport, Registries
 from lamina.oci.store import BlobStore, default_store_root
+from lamina.plan import build_order
 from lamina.publish import Named, Output, push, write_output
 
 console = Console(stderr=True, highlight=False)
@@ -85,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build the images of lamina.toml (all, or those named) and write them out.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Outputs: oci:DIR (default: [project] output, else oci:build/oci), docker-archive:FILE.\n"
-        "With --push the images also go to the registry: registry/owner/name:version.",
+        "With --push the images go to the registry (registry/owner/name:version) and no local output\n"
+        "is written unless --output is given: a base image's layers are then mounted or skipped,\n"
+        "never downloaded.",
     )
     build.add_argument("images", nargs="*", metavar="IMAGE", help="images to build (default: all)")
     _config_args(build)
@@ -100,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="allow plain http for HOST (loopback is always allowed)")
     build.add_argument("--username", help="registry user (with --password-stdin)")
     build.add_argument("--password-stdin", action="store_true", help="read the registry password from stdin")
+    build.add_argument("--json", action="store_true", help="print a JSON summary on stdout (digests, layers, pushes)")
     build.add_argument("--chunk-size", type=int, metavar="BYTES", help="upload blobs in chunks of this size")
     build.set_defaults(run=cmd_build)
 
@@ -146,10 +152,9 @@ def _registries(args: argparse.Namespace, config: ProjectConfig) -> Registries:
 
 def cmd_build(args: argparse.Namespace) -> int:
     config = _load(args)
-    names = args.images or list(config.images)
-    if not names:
+    if not config.images:
         raise LaminaError(f"{config.path} declares no images", hint="add an [images.NAME] table")
-    specs = [config.image(n) for n in names]
+    specs = [config.image(n) for n in build_order(config, args.images or list(config.images))]
     store = BlobStore.open_default(args.store)
     options = BuildOptions(
         format=args.format or config.format,
@@ -159,34 +164,78 @@ def cmd_build(args: argparse.Namespace) -> int:
         version=config.version,
     )
     tag = args.tag or config.version or "latest"
-    output = Output.parse(args.output or config.output, Path.cwd() if args.output else config.root)
+    output = None
+    if args.output or not args.push:  # a push alone needs no local copy (nor the base's layers)
+        output = Output.parse(args.output or config.output, Path.cwd() if args.output else config.root)
     registries = _registries(args, config)
     try:
         with store.shared_lock():
-            built = [_build_one(spec, store, registries, options, config) for spec in specs]
+            built: list[BuiltImage] = []
+            siblings: dict[str, Base] = {}
+            for spec in specs:
+                built.append(_build_one(spec, store, registries, options, config, siblings))
+                siblings[spec.name] = Base(built[-1].image, _base_name(config, spec, tag, args.push))
             named = [Named(b.name, tag, b.image) for b in built]
-            started = time.monotonic()
-            fetched = write_output(output, named, store, registries)
-            _print_built(built, output, time.monotonic() - started, fetched)
-            if args.push:
-                _push(config, specs, named, args.tag, store, registries)
+            _print_built(built)
+            if output is not None:
+                started = time.monotonic()
+                fetched = write_output(output, named, store, registries)
+                extra = f", fetched {_size(fetched)} of base layers" if fetched else ""
+                console.print(f"wrote {output} in {time.monotonic() - started:.2f}s{extra}")
+            reports = _push(config, specs, named, args.tag, store, registries) if args.push else []
     finally:
         registries.close()
+    if args.json:
+        print(json.dumps(_summary(built, output, reports), indent=2))
     return 0
 
 
-def _build_one(spec, store: BlobStore, registries: Registries, options: BuildOptions, config: ProjectConfig) -> BuiltImage:
+def _summary(built: list[BuiltImage], output: Output | None, reports: list[PushReport]) -> dict:
+    return {
+        "output": str(output) if output else None,
+        "images": [
+            {
+                "name": b.name,
+                "digest": b.image.digest,
+                "layers": len(b.image.layers),
+                "built_layers": len(b.layers) - b.reused,
+                "reused_layers": b.reused,
+                "seconds": round(b.seconds, 3),
+            }
+            for b in built
+        ],
+        "pushed": [
+            {"target": r.target, "digest": r.digest, "bytes_uploaded": r.bytes_uploaded, "blobs": r.outcomes}
+            for r in reports
+        ],
+    }
+
+
+def _base_name(config: ProjectConfig, spec: ImageSpec, tag: str, pushing: bool) -> str:
+    """How an image of the project is named as the base of another (its annotation)."""
+    return str(config.target(spec, tag)) if pushing or config.registry else f"{spec.name}:{tag}"
+
+
+def _build_one(
+    spec: ImageSpec,
+    store: BlobStore,
+    registries: Registries,
+    options: BuildOptions,
+    config: ProjectConfig,
+    siblings: dict[str, Base],
+) -> BuiltImage:
     with console.status(f"building [bold]{spec.name}[/]…") as status:
 
         def on_layer(layer: BuiltLayer) -> None:
             verb = "reused" if layer.reused else "built"
             status.update(f"building [bold]{spec.name}[/]: {verb} {layer.description} ({_size(layer.layer.size)})")
 
-        return build_image(spec, store=store, registries=registries, options=options, project_root=config.root, on_layer=on_layer)
+        return build_image(spec, store=store, registries=registries, options=options, project_root=config.root,
+                           siblings=siblings, on_layer=on_layer)
 
 
-def _print_built(built: list[BuiltImage], output: Output, seconds: float, fetched: int) -> None:
-    table = Table(title=f"written to {output}", title_justify="left")
+def _print_built(built: list[BuiltImage]) -> None:
+    table = Table(box=box.SIMPLE_HEAD)
     for column in ("image", "digest", "layers", "new", "size", "time"):
         table.add_column(column, justify="right" if column in ("layers", "new", "size", "time") else "left")
     for b in built:
@@ -200,11 +249,11 @@ def _print_built(built: list[BuiltImage], output: Output, seconds: float, fetche
             f"{b.seconds:.2f}s",
         )
     console.print(table)
-    extra = f", fetched {_size(fetched)} of base layers" if fetched else ""
-    console.print(f"output written in {seconds:.2f}s{extra}")
 
 
-def _push(config: ProjectConfig, specs, named: list[Named], tag: str | None, store: BlobStore, registries: Registries) -> None:
+def _push(
+    config: ProjectConfig, specs, named: list[Named], tag: str | None, store: BlobStore, registries: Registries
+) -> list[PushReport]:
     targets = [(n, config.target(spec, tag)) for n, spec in zip(named, specs, strict=True)]
     with console.status("pushing…") as status:
         reports = push(targets, store, registries, on_blob=lambda d, outcome: status.update(f"pushing: {outcome} {d[:19]}"))
@@ -214,6 +263,7 @@ def _push(config: ProjectConfig, specs, named: list[Named], tag: str | None, sto
             f"{report.count('uploaded')} uploaded ({_size(report.bytes_uploaded)}), "
             f"{report.count('mounted')} mounted, {report.count('exists')} already there"
         )
+    return reports
 
 
 def _store(args: argparse.Namespace) -> BlobStore:

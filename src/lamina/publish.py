@@ -72,8 +72,18 @@ def push(
     *,
     on_blob: Callable[[str, str], None] | None = None,
 ) -> list[PushReport]:
-    """Push each image to its target reference (uploading only blobs the registry lacks)."""
-    return [
-        push_image(named.image, target, [target.identifier], store, registries, on_blob=on_blob)
-        for named, target in images
-    ]
+    """Push each image to its target reference (uploading only blobs the registry lacks).
+
+    Images are pushed in order; blobs of one are mounted into the next from the repositories
+    already pushed to on the same registry (a base and the images on it share layers).
+    """
+    reports = []
+    holders: dict[str, dict[str, list[str]]] = {}  # registry → digest → repositories holding it
+    for named, target in images:
+        known = holders.setdefault(target.registry, {})
+        reports.append(
+            push_image(named.image, target, [target.identifier], store, registries, mount_sources=known, on_blob=on_blob)
+        )
+        for desc in named.image.blobs():
+            known.setdefault(desc.digest, []).append(target.repository)
+    return reports

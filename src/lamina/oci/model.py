@@ -280,13 +280,15 @@ def build_index(
 class Image:
     """A built or pulled single-platform image: its two documents and its layer descriptors.
 
-    ``origin`` names a registry repository (``host/repo``) where layers absent from the local
-    store can be fetched from or cross-mounted from.
+    ``origin`` names a registry repository (``host/repo``) that holds the blobs ``origin_blobs``
+    (those of the base the image came from): they can be fetched from there, or cross-mounted
+    into another repository of the same registry, instead of being uploaded.
     """
 
     manifest: Document
     config: Document
     origin: str | None = None
+    origin_blobs: frozenset[str] = frozenset()
 
     @property
     def digest(self) -> str:

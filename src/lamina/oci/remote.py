@@ -9,7 +9,7 @@ registry that lacks it), and then it is verified and kept in the store.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from lamina.errors import LaminaError
@@ -74,7 +74,8 @@ def pull_image(ref: Reference, platform: Platform, store: BlobStore, registries:
         _fetch_into_store(client, ref.repository, config_desc.digest, store)
     config = Document(store.read_bytes(config_desc.digest), config_desc.media_type)
     store.record_image(f"pulled {ref}", manifest.digest, manifest.media_type)
-    return Image(manifest, config, origin=f"{ref.registry}/{ref.repository}")
+    image = Image(manifest, config, origin=f"{ref.registry}/{ref.repository}")
+    return Image(manifest, config, image.origin, frozenset(d.digest for d in image.blobs()))
 
 
 def _pick_platform(client: RegistryClient, ref: Reference, index: Document, platform: Platform) -> Document:
@@ -134,18 +135,29 @@ def push_image(
     store: BlobStore,
     registries: Registries,
     *,
+    mount_sources: Mapping[str, Sequence[str]] | None = None,
     on_blob: Callable[[str, str], None] | None = None,
 ) -> PushReport:
-    """Push ``image`` to ``target``'s repository under each tag; uploads only what is missing."""
+    """Push ``image`` to ``target``'s repository under each tag; uploads only what is missing.
+
+    A blob the target lacks is mounted, when it can be, from a repository of the same registry
+    known to hold it: ``mount_sources`` (digest → repositories, e.g. images pushed just before)
+    and the repository the image's base came from.
+    """
     client = registries.client(target.registry)
-    mount_from: list[str] = []
+    sources = {d: list(repos) for d, repos in (mount_sources or {}).items()}
     if image.origin is not None:
         host, repo = split_origin(image.origin)
-        if host == target.registry and repo != target.repository:
-            mount_from.append(repo)
+        for digest in image.origin_blobs if host == target.registry else ():
+            sources.setdefault(digest, []).insert(0, repo)
+    groups: dict[tuple[str, ...], list[tuple[str, int, Callable[[], object]]]] = {}
+    for desc in image.blobs():
+        repos = tuple(dict.fromkeys(r for r in sources.get(desc.digest, ()) if r != target.repository))
+        groups.setdefault(repos, []).append((desc.digest, desc.size, _opener(image, desc.digest, store, registries)))
     before = client.stats.bytes_uploaded
-    blobs = [(d.digest, d.size, _opener(image, d.digest, store, registries)) for d in image.blobs()]
-    outcomes = client.push_blobs(target.repository, blobs, mount_from=mount_from, on_done=on_blob)
+    outcomes: dict[str, str] = {}
+    for repos, blobs in groups.items():
+        outcomes.update(client.push_blobs(target.repository, blobs, mount_from=repos, on_done=on_blob))
     for tag in tags or [target.identifier]:
         client.put_manifest(target.repository, tag, image.manifest.data, image.manifest.media_type)
     return PushReport(str(target), image.digest, outcomes, client.stats.bytes_uploaded - before)

@@ -15,7 +15,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 
 import httpx
@@ -29,6 +29,10 @@ _PARAM_RE = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s
 _REPO_PATH_RE = re.compile(r"^/v2/(.+?)/(?:blobs|manifests|tags|referrers)/")
 _EXPIRY_MARGIN = 10.0
 _DEFAULT_EXPIRES_IN = 60
+
+
+class BodyNotReplayable(httpx.StreamConsumed):
+    """A request with a streamed body got a 401: send it again with a fresh body (the token is cached now)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,18 @@ def _unquote(value: str) -> str:
     return value
 
 
+def merge_scopes(scopes: Iterable[str]) -> frozenset[str]:
+    """One scope per resource with its actions united and sorted (``repository:a:push,pull`` + ``..:pull``)."""
+    actions: dict[str, set[str]] = {}
+    for scope in scopes:
+        resource, sep, wanted = scope.rpartition(":")
+        if not sep or not resource:
+            actions.setdefault(scope, set())
+            continue
+        actions.setdefault(resource, set()).update(a for a in wanted.split(",") if a)
+    return frozenset(f"{resource}:{','.join(sorted(acts))}" if acts else resource for resource, acts in actions.items())
+
+
 def request_scopes(request: httpx.Request) -> tuple[str, ...]:
     """Scopes we add ourselves: ``pull`` on the source repository of a cross-repository mount."""
     source = request.url.params.get("from")
@@ -125,19 +141,23 @@ class RegistryAuth(httpx.Auth):
         bearer = next((c for c in challenges if c.scheme == "bearer"), None)
         basic = next((c for c in challenges if c.scheme == "basic"), None)
         if bearer is not None:
-            scopes = frozenset(bearer.scopes + request_scopes(request))
+            scopes = merge_scopes(bearer.scopes + request_scopes(request))
             token = yield from self._fetch_token(bearer, scopes)
             with self._lock:
                 self._scopes_for[_cache_key(request)] = scopes
             request.headers["Authorization"] = f"Bearer {token}"
-            what = f"access to {' '.join(sorted(scopes)) or 'the registry'}"
+            what = " ".join(sorted(scopes)) or None
         elif basic is not None:
             request.headers["Authorization"] = self._basic_header()
             self._basic = True
-            what = "access"
+            what = None
         else:
-            raise AuthError(f"registry {self.registry} asked for an authentication scheme lamina does not speak: "
-                            f"{response.headers.get('www-authenticate', '(none)')!r}")
+            raise AuthError(
+                f"registry {self.registry} asked for an authentication scheme lamina does not speak: "
+                f"{response.headers.get('www-authenticate', '(none)')!r}"
+            )
+        if not isinstance(request.stream, httpx.ByteStream):
+            raise BodyNotReplayable()  # a streamed body is gone; the caller re-opens it, now with the token
         response = yield request
         if response.status_code == 401:
             raise self._refused(what)
@@ -169,7 +189,9 @@ class RegistryAuth(httpx.Auth):
 
     # --- Bearer ---------------------------------------------------------------------------------
 
-    def _fetch_token(self, challenge: Challenge, scopes: frozenset[str]) -> Generator[httpx.Request, httpx.Response, str]:
+    def _fetch_token(
+        self, challenge: Challenge, scopes: frozenset[str]
+    ) -> Generator[httpx.Request, httpx.Response, str]:
         with self._lock:
             cached = self._tokens.get(scopes)
         if cached is not None and cached.expires_at > time.monotonic():
@@ -183,7 +205,7 @@ class RegistryAuth(httpx.Auth):
         response.read()
         log.debug("%s %s -> %d", token_request.method, realm, response.status_code)
         if response.status_code in (401, 403):
-            raise self._refused(f"a token for {' '.join(sorted(scopes)) or 'the registry'} from {realm}")
+            raise self._refused(f"{' '.join(sorted(scopes)) or 'a token'} (token server {realm})")
         if response.status_code != 200:
             raise RegistryError(
                 f"token server {realm} for registry {self.registry} answered {response.status_code} "
@@ -221,19 +243,21 @@ class RegistryAuth(httpx.Auth):
 
     def _require_credential(self) -> Credential:
         if self.credential is None:
-            raise self._refused("access")
+            raise self._refused(None)
         return self.credential
 
-    def _refused(self, what: str) -> AuthError:
+    def _refused(self, scope: str | None) -> AuthError:
+        """The error for a 401 we cannot answer; ``scope`` says what we asked for (never a secret)."""
+        scope_text = f" for {scope}" if scope else ""
         if self.credential is None:
             return AuthError(
-                f"registry {self.registry} requires authentication ({what}) and no credentials were found; "
+                f"registry {self.registry} requires authentication{scope_text} and no credentials were found; "
                 f"tried: {self.searched or 'flags, environment, Docker and Podman config'}",
                 hint=f"run `docker login {self.registry}`, or set LAMINA_REGISTRY_USERNAME and "
                 "LAMINA_REGISTRY_PASSWORD",
             )
         return AuthError(
-            f"registry {self.registry} refused credentials from {self.credential.source} ({what})",
+            f"registry {self.registry} refused credentials from {self.credential.source}{scope_text}",
             hint="check the username and password (or token) and that the account may access this repository",
         )
 

@@ -120,7 +120,7 @@ class RegistryClient:
 
     def ping(self) -> None:
         """Check the registry answers the v2 API and that we may use it (``GET /v2/``)."""
-        self._session.request("GET", "/v2/", what=f"registry {self.registry} API check").close()
+        self._session.request("GET", "/v2/").close()
 
     # --- blobs ----------------------------------------------------------------------------------
 
@@ -145,9 +145,7 @@ class RegistryClient:
         """Upload a blob, streaming from ``opener()`` (called again for each retry)."""
         self._upload(repo, digest, size, opener, location=None)
 
-    def push_blob(
-        self, repo: str, digest: str, size: int, opener: Opener, *, mount_from: Sequence[str] = ()
-    ) -> str:
+    def push_blob(self, repo: str, digest: str, size: int, opener: Opener, *, mount_from: Sequence[str] = ()) -> str:
         """Make ``digest`` present in ``repo``: ``"exists"``, ``"mounted"`` or ``"uploaded"``."""
         if self.blob_size(repo, digest) is not None:
             self.stats.add(blobs_skipped=1)
@@ -237,9 +235,7 @@ class RegistryClient:
             raise DigestMismatchError(f"{what}: the registry says {header} but the bytes hash to {digest}")
         return Fetched(data, _media_type(response, data), digest)
 
-    def head_manifest(
-        self, repo: str, reference: str, *, accept: str = MANIFEST_ACCEPT
-    ) -> tuple[str, str, int] | None:
+    def head_manifest(self, repo: str, reference: str, *, accept: str = MANIFEST_ACCEPT) -> tuple[str, str, int] | None:
         """``(digest, media_type, size)`` of a manifest, or None if it is not there."""
         what = f"manifest {self._manifest_name(repo, reference)}"
         response = self._session.request(

@@ -186,7 +186,7 @@ def _decode_auth(value: str, source: str, key: str) -> tuple[str, str]:
 
 
 def podman_auth_paths(env: Mapping[str, str]) -> list[Path]:
-    """``$REGISTRY_AUTH_FILE``, else ``$XDG_RUNTIME_DIR/containers/auth.json`` and ``~/.config/containers/auth.json``."""
+    """``$REGISTRY_AUTH_FILE``; else ``$XDG_RUNTIME_DIR/containers/auth.json``, ``~/.config/containers/auth.json``."""
     if env.get("REGISTRY_AUTH_FILE"):
         return [Path(env["REGISTRY_AUTH_FILE"])]
     paths = []

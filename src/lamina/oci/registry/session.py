@@ -20,11 +20,12 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 
 from lamina.errors import AuthError, NotFoundError, RegistryError, RegistryUnreachableError
+from lamina.oci.registry.auth import BodyNotReplayable
 
 log = logging.getLogger("lamina.registry")
 
@@ -63,8 +64,8 @@ def retry_after_seconds(value: str | None, *, now: float | None = None, cap: flo
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    current = datetime.now(timezone.utc).timestamp() if now is None else now
+        when = when.replace(tzinfo=UTC)
+    current = datetime.now(UTC).timestamp() if now is None else now
     return max(0.0, min(when.timestamp() - current, cap))
 
 
@@ -202,27 +203,33 @@ class Session:
         expected = set(expect)
         target = self.url(url) if isinstance(url, str) else url
         what = what or f"{method} {target.path}"
-        attempts = self.retries + 1
-        for attempt in range(attempts):
+        attempts, attempt, resent = self.retries + 1, 0, False
+        while True:
             body = content() if callable(content) else content
             try:
                 request = self.http.build_request(method, target, headers=headers, content=body)
                 response = self.http.send(request, stream=stream)
-            except (httpx.TransportError, httpx.StreamConsumed) as exc:
+            except BodyNotReplayable:
+                if resent:
+                    raise
+                resent = True  # the auth flow now holds a token: send once more with a fresh body
+                continue
+            except httpx.TransportError as exc:
                 log.debug("%s %s -> %s", method, redact(target), _cause(exc))
-                if (isinstance(exc, httpx.TransportError) and _refused(exc)) or attempt == attempts - 1:
-                    raise self._unreachable(exc, attempts=attempt + 1) from None
-                self._sleep(attempt, None)
+                attempt += 1
+                if _refused(exc) or attempt == attempts:
+                    raise self._unreachable(exc, attempts=attempt) from None
+                self._sleep(attempt - 1, None)
                 continue
             log.debug("%s %s -> %d", method, redact(target), response.status_code)
+            attempt += 1
             if response.status_code in expected:
                 return response
-            if response.status_code in RETRY_STATUSES and attempt < attempts - 1:
+            if response.status_code in RETRY_STATUSES and attempt < attempts:
                 response.close()
-                self._sleep(attempt, response.headers.get("Retry-After"))
+                self._sleep(attempt - 1, response.headers.get("Retry-After"))
                 continue
-            raise self._failure(response, what, attempts=attempt + 1)
-        raise AssertionError("unreachable")  # pragma: no cover
+            raise self._failure(response, what, attempts=attempt)
 
     def _sleep(self, attempt: int, retry_after: str | None) -> None:
         delay = retry_after_seconds(retry_after)

@@ -26,7 +26,10 @@ OCTET_STREAM = "application/octet-stream"
 def start_upload(
     session: Session, repo: str, *, mount: str | None = None, source: str | None = None
 ) -> tuple[bool, httpx.URL | None]:
-    """POST an upload (or a mount of ``mount`` from ``source``): ``(True, None)`` if mounted, else ``(False, location)``."""
+    """POST an upload, or a mount of ``mount`` from ``source``.
+
+    Returns ``(True, None)`` if the blob was mounted, else ``(False, location)`` of the upload started.
+    """
     url = session.url(f"/v2/{repo}/blobs/uploads/")
     what = f"upload to {session.registry}/{repo}"
     if mount and source:
@@ -47,9 +50,7 @@ def cancel_upload(session: Session, location: httpx.URL) -> None:
         pass
 
 
-def upload_monolithic(
-    session: Session, location: httpx.URL, digest: str, size: int, opener: Opener, what: str
-) -> None:
+def upload_monolithic(session: Session, location: httpx.URL, digest: str, size: int, opener: Opener, what: str) -> None:
     """One PUT ``?digest=`` streaming the whole blob (re-opened for every retry)."""
     response = session.request(
         "PUT",

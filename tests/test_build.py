@@ -90,7 +90,7 @@ def test_config_and_annotations_carry_what_lamina_toml_says(hello):
     assert len(config["history"]) == 2
     annotations = manifest["annotations"]
     assert annotations["org.opencontainers.image.base.digest"] == base_digest
-    assert annotations["org.opencontainers.image.base.name"] == "oci:build/oci:busybox:1.0"
+    assert annotations["org.opencontainers.image.base.name"] == "busybox:1.0"
     assert annotations["org.opencontainers.image.created"] == "1970-01-01T00:00:01Z"
     assert annotations["org.opencontainers.image.version"] == "1.0"
 
@@ -128,8 +128,9 @@ def test_no_op_rebuild_reuses_every_layer_and_gives_the_same_digest(hello):
     summary = json.loads(build(hello, "--json").stdout)
     assert manifest_of(hello / "build" / "oci", "hello:1.0")[0] == first
     assert len(list((hello.parent / "store" / "blobs" / "sha256").iterdir())) == blob_count
-    assert summary["images"][0]["digest"] == first
-    assert (summary["images"][0]["built_layers"], summary["images"][0]["reused_layers"]) == (0, 1)
+    hello_summary = next(i for i in summary["images"] if i["name"] == "hello")
+    assert hello_summary["digest"] == first
+    assert (hello_summary["built_layers"], hello_summary["reused_layers"]) == (0, 1)
 
 
 def test_changing_one_app_file_changes_only_the_app_layer(hello):
@@ -176,7 +177,21 @@ def test_source_date_epoch_changes_the_timestamp_and_the_digest(hello):
     assert manifest["annotations"]["org.opencontainers.image.created"] == "2023-11-14T22:13:20Z"
 
 
+def test_base_from_a_local_layout(hello, tmp_path):
+    build(hello)
+    other = tmp_path / "other"
+    other.mkdir()
+    make_hello_project(other, base=f"oci:{hello}/build/oci:busybox:1.0")
+    run_lamina("build", "hello", cwd=other, env={"LAMINA_STORE": str(tmp_path / "other-store")})
+    base_digest, _ = manifest_of(hello / "build" / "oci", "busybox:1.0")
+    _, manifest = manifest_of(other / "build" / "oci", "hello:1.0")
+    assert manifest["annotations"]["org.opencontainers.image.base.digest"] == base_digest
+    check_blobs_match_descriptors(other / "build" / "oci", manifest)
+
+
 def test_missing_base_in_layout_is_a_clear_error(hello):
+    text = (hello / "lamina.toml").read_text().replace('from = "busybox"', 'from = "oci:nowhere:busybox"')
+    (hello / "lamina.toml").write_text(text)
     result = run_lamina("build", "hello", cwd=hello, env={"LAMINA_STORE": str(hello.parent / "store")}, check=False)
     assert result.returncode == 1
     assert "not an OCI layout" in result.stderr and "hint:" in result.stderr

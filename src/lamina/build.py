@@ -36,7 +36,7 @@ from lamina.oci.model import (
 from lamina.oci.reference import Reference
 from lamina.oci.remote import Registries, pull_image
 from lamina.oci.store import BlobStore
-from lamina.oci.tar import tree_entries, source_date_epoch
+from lamina.oci.tar import Entry, source_date_epoch, tree_entries
 
 SCRATCH = "scratch"
 
@@ -102,10 +102,24 @@ def resolve_base(
 
 
 def copy_layer(copy: CopySpec) -> LayerSpec:
-    def entries() -> list:
+    """One layer per copy: a change to one source rebuilds only its layer."""
+
+    def entries() -> list[Entry]:
         return tree_entries(copy.src, copy.dest, uid=copy.uid, gid=copy.gid, mode=copy.mode, exclude=copy.exclude)
 
     return LayerSpec(entries, f"copy {copy.src.name} → {copy.dest}")
+
+
+def symlink_layer(links: Mapping[str, str]) -> LayerSpec:
+    """One layer with the image's declared symbolic links (path → target)."""
+    return LayerSpec(lambda: [Entry.symlink(path, target) for path, target in links.items()], "symlinks")
+
+
+def layer_specs(spec: ImageSpec) -> list[LayerSpec]:
+    specs = [copy_layer(c) for c in spec.copies]
+    if spec.symlinks:
+        specs.append(symlink_layer(spec.symlinks))
+    return specs
 
 
 def build_image(
@@ -127,7 +141,7 @@ def build_image(
     media_type = layer_media_type(options.compression, options.format)
     built = build_layers(
         store,
-        [copy_layer(c) for c in spec.copies],
+        layer_specs(spec),
         compression=options.compression,
         media_type=media_type,
         mtime=options.mtime,

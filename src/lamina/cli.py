@@ -59,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for noisy in ("httpx", "httpcore"):  # they log full URLs; lamina.registry logs requests without secrets
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     if not hasattr(args, "run"):
         parser.print_help(sys.stderr)
         return 2

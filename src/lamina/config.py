@@ -46,6 +46,7 @@ class ImageSpec:
     base: str = "scratch"
     platform: Platform = field(default_factory=Platform)
     copies: tuple[CopySpec, ...] = ()
+    symlinks: Mapping[str, str] = field(default_factory=dict)
     run: RunConfig = field(default_factory=RunConfig)
     annotations: Mapping[str, str] = field(default_factory=dict)
     repository: str | None = None
@@ -255,6 +256,7 @@ class _Reader:
             base=base or "scratch",
             platform=self.platform(table, body, default_platform),
             copies=tuple(self.copies(table, body.get("copy", []))),
+            symlinks=self.str_map(table, body, "symlinks"),
             run=self.run_config(table, body),
             annotations=self.str_map(table, body, "annotations"),
             repository=repository,
@@ -378,7 +380,7 @@ _PROJECT_KEYS = dict.fromkeys(
     ["registry", "owner", "version", "format", "compression", "output", "insecure_registries", "source", "revision", "platform"]
 )
 _IMAGE_KEYS = dict.fromkeys(
-    ["from", "platform", "copy", "env", "workdir", "user", "entrypoint", "cmd", "expose", "labels", "healthcheck",
+    ["from", "platform", "copy", "symlinks", "env", "workdir", "user", "entrypoint", "cmd", "expose", "labels", "healthcheck",
      "annotations", "repository", "tags"]
 )
 _COPY_KEYS = dict.fromkeys(["src", "dest", "mode", "owner", "exclude"])

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "hello from $GREETING, running as uid $(id -u)"

@@ -124,3 +124,39 @@ def test_file_that_shrinks_after_its_header_is_written_is_an_error(tmp_path):
     src.write_bytes(b"a")
     with pytest.raises(LaminaError, match="changed size"):
         list(chunks)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        Entry.bytes("usr/bin/tool", b"x" * 1000, mode=0o755, uid=1000, gid=1000),
+        Entry.dir("var/lib/dpkg", mode=0o700),
+        Entry.symlink("bin", "usr/bin"),
+        Entry.symlink("long/link", "t" * 150),
+        Entry.bytes("a" * 100, b""),
+        Entry.bytes("deep/" + "b" * 120 + "/file.py", b"print()"),
+        Entry.bytes("naïve/ß.txt", b"1"),
+        Entry.bytes("big-ids", b"", uid=3_000_000, gid=4_000_000),
+    ],
+    ids=lambda e: e.path[:20],
+)
+def test_headers_read_back_with_every_field(entry):
+    info = members(tar_bytes([entry]))[-1]
+    assert (info.name, info.mode, info.uid, info.gid, info.size, info.mtime) == (
+        entry.path, entry.mode, entry.uid, entry.gid, entry.size, DEFAULT_EPOCH)
+    assert info.linkname == (entry.target or "")
+
+
+def test_tar_bytes_are_pinned():
+    """The writer's exact output: a change here changes every image digest (do it on purpose only)."""
+    entries = [
+        Entry.bytes("app/main.py", b"print('hi')\n", mode=0o644, uid=1000, gid=1000),
+        Entry.symlink("bin", "usr/bin"),
+        Entry.bytes("x/" + "long" * 40 + ".txt", "é".encode()),
+        Entry.whiteout("etc/motd"),
+    ]
+    import hashlib
+
+    assert hashlib.sha256(tar_bytes(entries)).hexdigest() == (
+        "434458d6c02efb3208e57d6df0d93c274f1a776e30474c0c89879fbaad72df98"
+    )

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lamina.config import CopySpec, ImageSpec
+from lamina.debian import is_debian_base
+from lamina.debian.image import Debian, DebianState, PreparedImage, uses_debian
 from lamina.errors import LaminaError
+from lamina.lock import Lock
 from lamina.oci.compress import Compression
 from lamina.oci.layer import BuiltLayer, LayerSpec, build_layers
 from lamina.oci.layout import read_layout_image
@@ -59,10 +62,12 @@ class BuildOptions:
 
 @dataclass(frozen=True)
 class Base:
-    """A resolved base image and the name it is recorded under in annotations."""
+    """A resolved base image and the name it is recorded under in annotations (and, for a
+    Debian-based image of the project, what it has installed)."""
 
     image: Image
     name: str
+    debian: DebianState | None = None
 
 
 @dataclass
@@ -72,6 +77,9 @@ class BuiltImage:
     base: Base | None
     layers: list[BuiltLayer] = field(default_factory=list)
     seconds: float = 0.0
+    debian: DebianState | None = None
+    packages: int = 0
+    downloaded: int = 0
 
     @property
     def reused(self) -> int:
@@ -88,8 +96,9 @@ def resolve_base(
     siblings: Mapping[str, Base] | None = None,
 ) -> Base | None:
     """The image ``from`` names: ``scratch``, an image of the project (already built, in
-    ``siblings``), ``oci:DIR[:NAME]`` (a local layout), or a registry reference."""
-    if text == SCRATCH:
+    ``siblings``), ``oci:DIR[:NAME]`` (a local layout), or a registry reference. ``debian:RELEASE``
+    has no base image: its packages make the whole root filesystem."""
+    if text == SCRATCH or is_debian_base(text):
         return None
     if siblings and text in siblings:
         return siblings[text]
@@ -131,17 +140,31 @@ def build_image(
     project_root: Path,
     siblings: Mapping[str, Base] | None = None,
     on_layer: Callable[[BuiltLayer], None] | None = None,
+    debian: Debian | None = None,
 ) -> BuiltImage:
     """Build ``spec`` into the store and record it there; returns the image and what was reused.
 
     ``siblings`` holds the project's images built before this one (for ``from = "NAME"``).
+    ``debian`` resolves and fetches Debian packages (a session with the project's lock by default);
+    the package layers go below the image's own layers.
     """
     started = time.monotonic()
     base = resolve_base(spec.base, spec.platform, store, registries, project_root=project_root, siblings=siblings)
     media_type = layer_media_type(options.compression, options.format)
+    prepared: PreparedImage | None = None
+    if uses_debian(spec):
+        session = debian or Debian(store, Lock.load(project_root / "lamina.lock"))
+        try:
+            base_env = _env_of(base.image.config.json().get("config", {})) if base else {}
+            prepared = session.prepare(spec, base, media_type=media_type, mtime=options.mtime, registries=registries,
+                                       base_env=base_env)
+        finally:
+            if debian is None:
+                session.close()
+        spec = replace(spec, run=replace(spec.run, env={**prepared.env, **spec.run.env}))
     built = build_layers(
         store,
-        layer_specs(spec),
+        (prepared.layers if prepared else []) + layer_specs(spec),
         compression=options.compression,
         media_type=media_type,
         mtime=options.mtime,
@@ -151,7 +174,14 @@ def build_image(
     store.put_bytes(image.config.data, image.config.digest)
     store.put_bytes(image.manifest.data, image.manifest.digest)
     store.record_image(f"built {spec.name}", image.digest, image.manifest.media_type)
-    return BuiltImage(spec.name, image, base, built, time.monotonic() - started)
+    state = prepared.state if prepared else (base.debian if base else None)
+    return BuiltImage(spec.name, image, base, built, time.monotonic() - started, state,
+                      len(prepared.packages) if prepared else 0, prepared.downloaded if prepared else 0)
+
+
+def _env_of(config: Mapping[str, object]) -> dict[str, str]:
+    pairs = (str(e).partition("=") for e in config.get("Env") or [])  # type: ignore[union-attr]
+    return {k: v for k, _, v in pairs}
 
 
 def assemble(spec: ImageSpec, base: Base | None, built: list[BuiltLayer], options: BuildOptions) -> Image:

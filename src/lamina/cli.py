@@ -15,9 +15,11 @@ from rich.console import Console
 from rich.table import Table
 
 from lamina import __version__
-from lamina.build import Base, BuildOptions, BuiltImage, build_image
+from lamina.build import Base, BuildOptions, BuiltImage, build_image, resolve_base
 from lamina.config import ImageSpec, ProjectConfig, find_config, load_config
+from lamina.debian.image import Debian, DebianState, settings_of, uses_debian
 from lamina.errors import LaminaError
+from lamina.lock import Lock
 from lamina.oci.layer import BuiltLayer
 from lamina.oci.registry.credentials import Credential
 from lamina.oci.remote import PushReport, Registries
@@ -40,6 +42,8 @@ examples:
   lamina build                          build every image into build/oci (an OCI layout)
   lamina build hello --output docker-archive:hello.tar
   lamina build --push --registry 127.0.0.1:5000
+  lamina lock                           (re)resolve Debian packages into lamina.lock
+  lamina build --locked                 build exactly what lamina.lock says (CI)
   lamina store gc                       drop blobs no recorded image uses
 
 environment:
@@ -109,7 +113,22 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--password-stdin", action="store_true", help="read the registry password from stdin")
     build.add_argument("--json", action="store_true", help="print a JSON summary on stdout (digests, layers, pushes)")
     build.add_argument("--chunk-size", type=int, metavar="BYTES", help="upload blobs in chunks of this size")
+    build.add_argument("--locked", action="store_true",
+                       help="fail if lamina.lock is missing or stale instead of resolving (and never write it)")
     build.set_defaults(run=cmd_build)
+
+    lock = sub.add_parser(
+        "lock",
+        help="resolve the images' Debian packages again and write lamina.lock",
+        description="Resolve the Debian packages of the images (all, or those named) against the current "
+        "archive and record the result in lamina.lock, next to lamina.toml. `lamina build` only resolves "
+        "what the lock lacks; this command is how a lock is updated.",
+    )
+    lock.add_argument("images", nargs="*", metavar="IMAGE", help="images to re-resolve (default: all)")
+    _config_args(lock)
+    lock.add_argument("--insecure-registry", action="append", default=[], metavar="HOST",
+                      help="allow plain http for HOST when reading a base image")
+    lock.set_defaults(run=cmd_lock, registry=None, owner=None)
 
     store = sub.add_parser("store", help="inspect and clean the blob store")
     store_sub = store.add_subparsers(title="store commands", metavar="ACTION")
@@ -170,15 +189,18 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.output or not args.push:  # a push alone needs no local copy (nor the base's layers)
         output = Output.parse(args.output or config.output, Path.cwd() if args.output else config.root)
     registries = _registries(args, config)
+    debian = Debian(store, Lock.for_config(config.path), settings_of(config), locked=args.locked)
     try:
         with store.shared_lock():
             built: list[BuiltImage] = []
             siblings: dict[str, Base] = {}
             for spec in specs:
-                built.append(_build_one(spec, store, registries, options, config, siblings))
-                siblings[spec.name] = Base(built[-1].image, _base_name(config, spec, tag, args.push))
+                built.append(_build_one(spec, store, registries, options, config, siblings, debian))
+                siblings[spec.name] = Base(built[-1].image, _base_name(config, spec, tag, args.push), built[-1].debian)
             named = [Named(b.name, tag, b.image) for b in built]
             _print_built(built)
+            if debian.resolved:
+                console.print(f"resolved Debian packages of {', '.join(debian.resolved)} into {debian.lock.path.name}")
             if output is not None:
                 started = time.monotonic()
                 fetched = write_output(output, named, store, registries)
@@ -186,6 +208,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                 console.print(f"wrote {output} in {time.monotonic() - started:.2f}s{extra}")
             reports = _push(config, specs, named, args.tag, store, registries) if args.push else []
     finally:
+        debian.close()
         registries.close()
     if args.json:
         print(json.dumps(_summary(built, output, reports), indent=2))
@@ -202,6 +225,8 @@ def _summary(built: list[BuiltImage], output: Output | None, reports: list[PushR
                 "layers": len(b.image.layers),
                 "built_layers": len(b.layers) - b.reused,
                 "reused_layers": b.reused,
+                "debian_packages": b.packages,
+                "downloaded_bytes": b.downloaded,
                 "seconds": round(b.seconds, 3),
             }
             for b in built
@@ -225,6 +250,7 @@ def _build_one(
     options: BuildOptions,
     config: ProjectConfig,
     siblings: dict[str, Base],
+    debian: Debian,
 ) -> BuiltImage:
     with console.status(f"building [bold]{spec.name}[/]…") as status:
 
@@ -232,8 +258,58 @@ def _build_one(
             verb = "reused" if layer.reused else "built"
             status.update(f"building [bold]{spec.name}[/]: {verb} {layer.description} ({_size(layer.layer.size)})")
 
+        debian.on_status = lambda text: status.update(f"building [bold]{spec.name}[/]: {text}")
         return build_image(spec, store=store, registries=registries, options=options, project_root=config.root,
-                           siblings=siblings, on_layer=on_layer)
+                           siblings=siblings, on_layer=on_layer, debian=debian)
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    config = _load(args)
+    wanted = args.images or list(config.images)
+    specs = [config.image(n) for n in build_order(config, wanted)]
+    store = BlobStore.open_default(args.store)
+    lock = Lock.for_config(config.path)
+    old = {s.name: lock.section(s.name, "debian") for s in specs}
+    debian = Debian(store, lock, settings_of(config), update={n for n in wanted if uses_debian(config.image(n))})
+    registries = Registries(insecure=frozenset(config.insecure_registries) | frozenset(args.insecure_registry))
+    states: dict[str, DebianState | None] = {}
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("image", "release", "packages", "changes"):
+        table.add_column(column, justify="right" if column == "packages" else "left")
+    try:
+        with store.shared_lock(), console.status("locking…") as status:
+            debian.on_status = lambda text: status.update(f"locking: {text}")
+            for spec in specs:
+                in_project = spec.base in config.images
+                if not uses_debian(spec):
+                    states[spec.name] = states.get(spec.base) if in_project else None
+                    continue
+                base = states.get(spec.base) if in_project else resolve_base(
+                    spec.base, spec.platform, store, registries, project_root=config.root)
+                section, states[spec.name] = debian.lock_image(spec, base, registries)
+                if spec.name in wanted:
+                    table.add_row(spec.name, f"{section['release']}/{section['arch']}", str(len(section["packages"])),
+                                  _lock_changes(old[spec.name], section))
+    finally:
+        debian.close()
+        registries.close()
+    console.print(table)
+    console.print(f"wrote {lock.path}")
+    return 0
+
+
+def _lock_changes(old: dict | None, new: dict) -> str:
+    if old is None:
+        return "new"
+    before = {p["name"]: p["version"] for p in old.get("packages", [])}
+    after = {p["name"]: p["version"] for p in new["packages"]}
+    added = sorted(after.keys() - before.keys())
+    removed = sorted(before.keys() - after.keys())
+    changed = sorted(n for n in after.keys() & before.keys() if after[n] != before[n])
+    parts = [f"+{n}" for n in added] + [f"-{n}" for n in removed] + [f"{n} {before[n]} → {after[n]}" for n in changed]
+    if not parts:
+        return "unchanged"
+    return ", ".join(parts[:6]) + (f" (+{len(parts) - 6} more)" if len(parts) > 6 else "")
 
 
 def _print_built(built: list[BuiltImage]) -> None:

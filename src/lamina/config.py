@@ -51,6 +51,7 @@ class ImageSpec:
     annotations: Mapping[str, str] = field(default_factory=dict)
     repository: str | None = None
     tags: tuple[str, ...] = ()
+    packages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,10 @@ class ProjectConfig:
     insecure_registries: tuple[str, ...] = ()
     source: str | None = None
     revision: str | None = None
+    debian_mirror: str = "https://deb.debian.org/debian"
+    debian_security_mirror: str = "https://deb.debian.org/debian-security"
+    debian_updates: bool = True
+    debian_keyring: Path = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
     images: Mapping[str, ImageSpec] = field(default_factory=dict)
 
     @property
@@ -220,6 +225,15 @@ class _Reader:
         values["format"] = self.choice("project", proj, "format", get_args(Format), "oci")
         values["compression"] = self.choice("project", proj, "compression", get_args(Compression), "gzip")
         values["insecure_registries"] = tuple(self.str_list("project", proj, "insecure_registries") or ())
+        for key in ("debian_mirror", "debian_security_mirror"):
+            if (url := self.get("project", proj, key, str, "a URL such as \"https://deb.debian.org/debian\"")) is not None:
+                if not re.match(r"https?://[^/]+", url):
+                    raise self.error("project", key, f"expected an http(s) URL, got {url!r}")
+                values[key] = url.rstrip("/")
+        if (updates := self.get("project", proj, "debian_updates", bool, "true or false")) is not None:
+            values["debian_updates"] = updates
+        if (keyring := self.get("project", proj, "debian_keyring", str, "a path to a keyring file")) is not None:
+            values["debian_keyring"] = (self.path.parent / keyring).absolute()
         default_platform = self.platform("project", proj, Platform())
         images = data.get("images", {})
         if not isinstance(images, dict):
@@ -249,8 +263,12 @@ class _Reader:
         if not isinstance(body, dict):
             raise self.error("images", name, "expected a table [images.NAME]")
         self.check_keys(table, body, _IMAGE_KEYS)
-        base = self.get(table, body, "from", str, "an image reference, \"oci:DIR:NAME\" or \"scratch\"")
+        base = self.get(table, body, "from", str,
+                        "an image reference, \"oci:DIR:NAME\", \"debian:RELEASE\" or \"scratch\"")
+        if base is not None and base.startswith("debian:") and not re.fullmatch(r"debian:[a-z]+", base):
+            raise self.error(table, "from", f"expected a Debian release such as \"debian:bookworm\", got {base!r}")
         repository = self.get(table, body, "repository", str, "a repository such as \"owner/name\"")
+        packages = self.packages(table, body, base or "scratch")
         return ImageSpec(
             name=name,
             base=base or "scratch",
@@ -261,7 +279,19 @@ class _Reader:
             annotations=self.str_map(table, body, "annotations"),
             repository=repository,
             tags=tuple(self.str_list(table, body, "tags") or ()),
+            packages=packages,
         )
+
+    def packages(self, table: str, body: Mapping[str, Any], base: str) -> tuple[str, ...]:
+        names = self.str_list(table, body, "packages") or []
+        for name in names:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+(\s*\(\s*(<<|<=|=|>=|>>)\s*[A-Za-z0-9.+~:-]+\s*\))?", name.strip()):
+                raise self.error(table, "packages", f"{name!r} is not a Debian package name",
+                                 "write names such as \"python3\", optionally with a version: \"libc6 (>= 2.36)\"")
+        if names and base == "scratch":
+            raise self.error(table, "packages", "Debian packages need a Debian base, but the image is from scratch",
+                             "set from = \"debian:bookworm\", or a Debian-based image such as python:3.12-slim")
+        return tuple(n.strip() for n in names)
 
     def run_config(self, table: str, body: Mapping[str, Any]) -> RunConfig:
         expose = body.get("expose", [])
@@ -377,11 +407,12 @@ def _suggest(word: str, options: Mapping[str, object] | Callable[[], object]) ->
 
 
 _PROJECT_KEYS = dict.fromkeys(
-    ["registry", "owner", "version", "format", "compression", "output", "insecure_registries", "source", "revision", "platform"]
+    ["registry", "owner", "version", "format", "compression", "output", "insecure_registries", "source", "revision", "platform",
+     "debian_mirror", "debian_security_mirror", "debian_updates", "debian_keyring"]
 )
 _IMAGE_KEYS = dict.fromkeys(
     ["from", "platform", "copy", "symlinks", "env", "workdir", "user", "entrypoint", "cmd", "expose", "labels", "healthcheck",
-     "annotations", "repository", "tags"]
+     "annotations", "repository", "tags", "packages"]
 )
 _COPY_KEYS = dict.fromkeys(["src", "dest", "mode", "owner", "exclude"])
 _HEALTH_KEYS = dict.fromkeys(["test", "interval", "timeout", "start_period", "retries"])

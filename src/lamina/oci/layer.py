@@ -1,9 +1,11 @@
 """Turning entries into stored, compressed layers, each made once.
 
-A layer is hashed uncompressed first (a cheap pass: read and sha256). If the store already holds a
-compressed blob of that diff_id, that blob is the layer and nothing is compressed. Otherwise a second
-pass streams tar → sha256 → compressor → sha256 → store, without holding the layer in memory.
-Callers that know a stable key for their inputs (e.g. a wheel's hash) skip even the first pass.
+A layer is looked up by a key of its inputs before anything is read: the caller's key when it has
+one (e.g. the hashes of the packages in it), else a signature of the entries' metadata and source
+file stats (:func:`lamina.oci.tar.signature`). On a hit the stored blob is the layer. On a miss one
+streaming pass goes tar → sha256 (diff_id) → compressor → sha256 → store, never holding the layer
+in memory; if the store already had a blob for that diff_id, that blob is kept, so a layer's
+compressed bytes never change once made.
 """
 
 from __future__ import annotations
@@ -13,18 +15,21 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from lamina.errors import LaminaError
 from lamina.oci.compress import Compression, compressor, workers
 from lamina.oci.digest import DigestWriter
 from lamina.oci.store import BlobStore, StoredLayer
-from lamina.oci.tar import Entry, tar_chunks
+from lamina.oci.tar import Entry, signature, tar_chunks
 
 LAYER_KEY_KIND = "layer"
 
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """What to put in one layer. ``entries`` is called only when the layer must be (re)made."""
+    """What to put in one layer. ``entries`` is called at most once per build.
+
+    ``key``, when given, must change whenever the entries' content could (e.g. a hash of the
+    inputs); without it, the entries' :func:`signature` is the key.
+    """
 
     entries: Callable[[], Iterable[Entry]]
     description: str
@@ -50,48 +55,36 @@ def build_layer(
     store: BlobStore, spec: LayerSpec, *, compression: Compression, media_type: str, mtime: int
 ) -> BuiltLayer:
     """Make (or find) the compressed layer blob for ``spec``."""
-    if spec.key is not None:
-        cached = _from_key(store, spec.key, media_type, mtime)
-        if cached is not None:
-            return BuiltLayer(cached, spec.description, True)
-    diff_id, _ = diff_id_of(spec.entries(), mtime)
-    found = store.find_layer(diff_id, media_type)
-    if found is None:
-        found = _compress(store, spec, compression, media_type, mtime, diff_id)
-        reused = False
-    else:
-        reused = True
-    if spec.key is not None:
-        store.put_key(LAYER_KEY_KIND, _full_key(spec.key, media_type, mtime), {"diff_id": diff_id})
-    return BuiltLayer(found, spec.description, reused)
+    entries: list[Entry] | None = None
+    key = spec.key
+    if key is None:
+        entries = list(spec.entries())
+        key = "sig:" + signature(entries)
+    full_key = f"{key}\0{media_type}\0{mtime}"
+    record = store.get_key(LAYER_KEY_KIND, full_key)
+    if record is not None and (found := store.find_layer(record["diff_id"], media_type)) is not None:
+        return BuiltLayer(found, spec.description, True)
+    layer, reused = _write(store, spec.entries() if entries is None else entries, compression, media_type, mtime)
+    store.put_key(LAYER_KEY_KIND, full_key, {"diff_id": layer.diff_id})
+    return BuiltLayer(layer, spec.description, reused)
 
 
-def _full_key(key: str, media_type: str, mtime: int) -> str:
-    return f"{key}\0{media_type}\0{mtime}"
-
-
-def _from_key(store: BlobStore, key: str, media_type: str, mtime: int) -> StoredLayer | None:
-    record = store.get_key(LAYER_KEY_KIND, _full_key(key, media_type, mtime))
-    return store.find_layer(record["diff_id"], media_type) if record else None
-
-
-def _compress(
-    store: BlobStore, spec: LayerSpec, compression: Compression, media_type: str, mtime: int, diff_id: str
-) -> StoredLayer:
+def _write(
+    store: BlobStore, entries: Iterable[Entry], compression: Compression, media_type: str, mtime: int
+) -> tuple[StoredLayer, bool]:
+    """Tar and compress ``entries`` into the store; an existing blob for the same content wins."""
     with store.writing() as blob:
         packer = compressor(compression, blob)
         uncompressed = DigestWriter(packer)
-        for chunk in tar_chunks(spec.entries(), mtime=mtime):
+        for chunk in tar_chunks(entries, mtime=mtime):
             uncompressed.write(chunk)
         packer.close()
-        if uncompressed.digest != diff_id:
-            raise LaminaError(
-                f"the content of layer '{spec.description}' changed during the build",
-                hint="do not modify the sources while lamina builds; run the build again",
-            )
-    layer = StoredLayer(diff_id, blob.digest, blob.size, media_type)
+    existing = store.find_layer(uncompressed.digest, media_type)
+    if existing is not None:
+        return existing, True
+    layer = StoredLayer(uncompressed.digest, blob.digest, blob.size, media_type)
     store.record_layer(layer)
-    return layer
+    return layer, False
 
 
 def build_layers(
@@ -103,7 +96,7 @@ def build_layers(
     mtime: int,
     on_done: Callable[[BuiltLayer], None] | None = None,
 ) -> list[BuiltLayer]:
-    """Build several layers, two at a time on two cores (order of the result = order of ``specs``)."""
+    """Build several layers, as many at once as there are cores (result order = ``specs`` order)."""
 
     def one(spec: LayerSpec) -> BuiltLayer:
         built = build_layer(store, spec, compression=compression, media_type=media_type, mtime=mtime)
@@ -111,7 +104,9 @@ def build_layers(
             on_done(built)
         return built
 
-    with ThreadPoolExecutor(max_workers=max(1, min(len(specs), workers()))) as pool:
+    if len(specs) <= 1:
+        return [one(spec) for spec in specs]
+    with ThreadPoolExecutor(max_workers=min(len(specs), workers())) as pool:
         return list(pool.map(one, specs))
 
 

@@ -11,6 +11,7 @@ non-ASCII paths and link targets). The archive ends with two zero blocks, as Go'
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import tarfile
@@ -51,7 +52,7 @@ def source_date_epoch(env: dict[str, str] | os._Environ[str] = os.environ) -> in
 
 def normalize_path(path: str) -> str:
     """An image path in canonical form: relative, no ``.``/empty parts, refusing ``..``."""
-    parts = [p for p in PurePosixPath("/" + path).parts[1:] if p not in ("", ".")]
+    parts = [p for p in path.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise LaminaError(f"path {path!r} leaves the image root", hint="remove '..' from the path")
     if not parts:
@@ -71,6 +72,9 @@ class Entry:
     source: Path | None = None
     data: bytes | None = None
     target: str | None = None
+    #: For files read from disk: (size, mtime_ns, ctime_ns, inode, device) when the entry was made.
+    #: The size is what the tar header says; the rest only feeds :func:`signature`.
+    stat: tuple[int, int, int, int, int] | None = None
 
     @classmethod
     def file(
@@ -84,9 +88,11 @@ class Entry:
     ) -> Entry:
         """A regular file read from ``source``; mode 0755 if ``source`` is executable, else 0644."""
         src = Path(source)
+        st = os.stat(src)
         if mode is None:
-            mode = 0o755 if os.stat(src).st_mode & 0o111 else 0o644
-        return cls(normalize_path(path), "file", mode & 0o7777, uid, gid, source=src)
+            mode = 0o755 if st.st_mode & 0o111 else 0o644
+        facts = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+        return cls(normalize_path(path), "file", mode & 0o7777, uid, gid, source=src, stat=facts)
 
     @classmethod
     def bytes(cls, path: str, data: bytes, *, mode: int = 0o644, uid: int = 0, gid: int = 0) -> Entry:
@@ -126,8 +132,8 @@ class Entry:
             return 0
         if self.data is not None:
             return len(self.data)
-        assert self.source is not None
-        return os.stat(self.source).st_size
+        assert self.stat is not None
+        return self.stat[0]
 
 
 def tree_entries(
@@ -151,33 +157,52 @@ def tree_entries(
         raise LaminaError(f"{root_path} does not exist", hint="check the copy source in lamina.toml")
     if root_path.is_file():
         return [Entry.file(dest, root_path, mode=mode, uid=uid, gid=gid)]
-    at_root = not dest.strip("/.")
-    entries = [] if at_root else [Entry.dir(dest, uid=uid, gid=gid)]
+    prefix = normalize_path(dest) + "/" if dest.strip("/.") else ""
+    entries = [Entry.dir(prefix, uid=uid, gid=gid)] if prefix else []
     first_link: dict[tuple[int, int], str] = {}
-    for dirpath, dirnames, filenames in os.walk(root_path):
-        dirnames[:] = sorted(d for d in dirnames if d not in skip)
-        rel_dir = Path(dirpath).relative_to(root_path)
-        for name in sorted(dirnames) + sorted(f for f in filenames if f not in skip):
-            src = Path(dirpath) / name
-            image_path = str(PurePosixPath(dest) / rel_dir.as_posix() / name)
-            st = os.lstat(src)
+
+    def walk(directory: str, image_dir: str) -> None:
+        with os.scandir(directory) as it:
+            children = sorted((e for e in it if e.name not in skip), key=lambda e: e.name)
+        for child in children:
+            image_path = image_dir + child.name
+            st = child.stat(follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
-                entries.append(Entry.symlink(image_path, os.readlink(src), uid=uid, gid=gid))
+                entries.append(Entry(image_path, "symlink", 0o777, uid, gid, target=os.readlink(child.path)))
             elif stat.S_ISDIR(st.st_mode):
-                entries.append(Entry.dir(image_path, uid=uid, gid=gid))
+                entries.append(Entry(image_path, "dir", 0o755, uid, gid))
+                walk(child.path, image_path + "/")
             elif stat.S_ISREG(st.st_mode):
                 key = (st.st_dev, st.st_ino)
                 if st.st_nlink > 1 and key in first_link:
-                    entries.append(Entry.hardlink(image_path, first_link[key], uid=uid, gid=gid))
+                    entries.append(Entry(image_path, "hardlink", 0o644, uid, gid, target=first_link[key]))
                     continue
-                first_link[key] = normalize_path(image_path)
-                entries.append(Entry.file(image_path, src, mode=mode, uid=uid, gid=gid))
+                first_link[key] = image_path
+                file_mode = mode if mode is not None else (0o755 if st.st_mode & 0o111 else 0o644)
+                facts = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+                entries.append(Entry(image_path, "file", file_mode & 0o7777, uid, gid, source=Path(child.path), stat=facts))
             else:
                 raise LaminaError(
-                    f"{src} is not a regular file, directory or symlink",
+                    f"{child.path} is not a regular file, directory or symlink",
                     hint="device files, sockets and FIFOs cannot be copied into a layer",
                 )
+
+    walk(str(root_path), prefix)
     return entries
+
+
+def signature(entries: Iterable[Entry]) -> str:
+    """A cheap fingerprint of a layer's inputs: metadata, inline content and source file stats.
+
+    Equal signatures mean the same layer without reading a byte of the sources (as make and Jib
+    decide); a different signature only means the layer is written again, and since layers are
+    content-addressed an unchanged content still gives the same digests.
+    """
+    digest = hashlib.sha256()
+    for e in sorted(entries, key=_sort_key):
+        content = hashlib.sha256(e.data).hexdigest() if e.data is not None else f"{e.source}:{e.stat}"
+        digest.update(f"{e.path}\0{e.kind}\0{e.mode}\0{e.uid}\0{e.gid}\0{e.target}\0{content}\n".encode())
+    return digest.hexdigest()
 
 
 def _sort_key(entry: Entry) -> tuple[str, ...]:
@@ -222,36 +247,72 @@ def _check_hardlinks(ordered: list[Entry]) -> None:
         seen.add(entry.path)
 
 
-def _tarinfo(entry: Entry, mtime: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(entry.path + ("/" if entry.kind == "dir" else ""))
-    info.mode = entry.mode
-    info.uid, info.gid = entry.uid, entry.gid
-    info.uname = info.gname = ""
-    info.mtime = mtime
-    if entry.kind == "file":
-        info.type, info.size = tarfile.REGTYPE, entry.size
-    elif entry.kind == "dir":
-        info.type = tarfile.DIRTYPE
-    elif entry.kind == "symlink":
-        info.type, info.linkname = tarfile.SYMTYPE, entry.target or ""
-    else:
-        info.type, info.linkname = tarfile.LNKTYPE, entry.target or ""
-    return info
-
-
 class Sink(Protocol):
     def write(self, data: bytes, /) -> object: ...
+
+
+_TYPEFLAGS = {"file": b"0", "hardlink": b"1", "symlink": b"2", "dir": b"5", "pax": b"x"}
+_USTAR_MAGIC = b"ustar\x0000"
+_MAX_OCTAL_11 = 0o77777777777
+_MAX_OCTAL_7 = 0o7777777
+
+
+def _ustar(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int, kind: str, link: bytes) -> bytes:
+    head = b"".join((
+        name[:100].ljust(100, b"\0"),
+        b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (mode, uid, gid, size, mtime),
+        b"        ",
+        _TYPEFLAGS[kind],
+        link[:100].ljust(100, b"\0"),
+        _USTAR_MAGIC,
+        b"\0" * 247,  # empty user and group names, no device numbers, no prefix, padding
+    ))
+    return head[:148] + b"%06o\0 " % sum(head) + head[156:]
+
+
+def _pax_record(key: str, value: str) -> bytes:
+    body = f" {key}={value}\n".encode("utf-8", "surrogateescape")
+    length = len(body) + 1
+    while len(str(length)) + len(body) != length:
+        length = len(str(length)) + len(body)
+    return str(length).encode() + body
+
+
+def _header(entry: Entry, mtime: int) -> bytes:
+    """The header block(s) of ``entry``: ustar, preceded by a PAX extended header only when a
+    name, link target or number does not fit ustar (written here, not by tarfile, so the bytes
+    do not depend on the Python version)."""
+    name = entry.path + ("/" if entry.kind == "dir" else "")
+    link = entry.target or ""
+    size = entry.size
+    records = []
+    if not name.isascii() or len(name) > 100:
+        records.append(_pax_record("path", name))
+    if not link.isascii() or len(link) > 100:
+        records.append(_pax_record("linkpath", link))
+    for key, value, limit in (("uid", entry.uid, _MAX_OCTAL_7), ("gid", entry.gid, _MAX_OCTAL_7),
+                              ("size", size, _MAX_OCTAL_11), ("mtime", mtime, _MAX_OCTAL_11)):
+        if value > limit:
+            records.append(_pax_record(key, str(value)))
+    raw_name = name.encode("utf-8", "surrogateescape")
+    raw_link = link.encode("utf-8", "surrogateescape")
+    header = _ustar(raw_name, entry.mode, min(entry.uid, _MAX_OCTAL_7), min(entry.gid, _MAX_OCTAL_7),
+                    size if size <= _MAX_OCTAL_11 else 0, min(mtime, _MAX_OCTAL_11), entry.kind, raw_link)
+    if not records:
+        return header
+    data = b"".join(records)
+    pax = _ustar(b"././@PaxHeader", 0o644, 0, 0, len(data), 0, "pax", b"")
+    return pax + data + b"\0" * (-len(data) % BLOCK) + header
 
 
 def tar_chunks(entries: Iterable[Entry], *, mtime: int | None = None) -> Iterator[bytes]:
     """The layer tar as a stream of byte chunks (at most ~1 MiB each), never the whole layer."""
     when = source_date_epoch() if mtime is None else mtime
     for entry in _with_parents(entries):
-        info = _tarinfo(entry, when)
-        yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        yield _header(entry, when)
         if entry.kind == "file":
-            yield from _content_chunks(entry, info.size)
-            if remainder := info.size % BLOCK:
+            yield from _content_chunks(entry, entry.size)
+            if remainder := entry.size % BLOCK:
                 yield b"\0" * (BLOCK - remainder)
     yield b"\0" * (2 * BLOCK)
 

@@ -1,0 +1,382 @@
+"""Debian packages in an image build: lock or resolve, download, and the layers they become.
+
+One :class:`Debian` session serves a whole command (it caches indexes and owns the HTTP client).
+For each image that is ``from = "debian:RELEASE"`` or lists ``packages``, :meth:`Debian.prepare`:
+
+1. learns what the base has (nothing for ``debian:RELEASE``; a project image's recorded state; or the
+   dpkg database read from a pulled image's layers);
+2. takes the image's ``[images.NAME.debian]`` entry from ``lamina.lock`` when it is fresh, else resolves
+   against the verified archive and records the result (``--locked`` refuses instead);
+3. groups the packages into layers (:func:`group_packages`), downloads the ``.deb`` files of the layers
+   the store does not already hold, and returns the layer specs (system layer first, then packages).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lamina.config import ImageSpec, ProjectConfig
+from lamina.debian import is_debian_base, release_of
+from lamina.debian.archive import (
+    DEFAULT_MIRROR,
+    DEFAULT_SECURITY_MIRROR,
+    KEYRING,
+    Archive,
+    Download,
+    Suite,
+    deb_arch,
+    release_summary,
+    suites_for,
+)
+from lamina.debian.deb import read_deb
+from lamina.debian.resolve import Index, Installed, resolve
+from lamina.debian.status import read_base_facts, status_entries
+from lamina.debian.system import APP_USER, postinst_entries, system_entries
+from lamina.errors import ConfigError, DigestMismatchError, LaminaError
+from lamina.lock import Lock
+from lamina.oci.layer import LAYER_KEY_KIND, LayerSpec, input_key
+from lamina.oci.store import BlobStore, StoredLayer
+from lamina.oci.tar import Entry
+
+if TYPE_CHECKING:
+    from lamina.build import Base
+    from lamina.oci.remote import Registries
+
+#: Packages every ``debian:RELEASE`` base gets: os-release and the FHS tree, /etc/services & co.
+IMPLIED_PACKAGES = ("base-files", "netbase")
+#: A package whose ``.deb`` is at least this big gets a layer of its own.
+BIG_PACKAGE = 1 << 20
+#: Smaller packages share one of this many layers, chosen by a hash of their name.
+BUCKETS = 8
+#: Bump when the way packages become layer entries changes (invalidates cached package layers).
+LAYER_FORMAT = "1"
+LOCK_KIND = "debian"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class LockError(LaminaError):
+    """``--locked`` and the lock file has no fresh entry for an image."""
+
+
+@dataclass(frozen=True)
+class DebianSettings:
+    """``[project]`` settings of the Debian archive."""
+
+    mirror: str = DEFAULT_MIRROR
+    security_mirror: str = DEFAULT_SECURITY_MIRROR
+    updates: bool = True
+    keyring: Path = KEYRING
+
+
+@dataclass(frozen=True)
+class LockedPackage:
+    """One package as the lock records it: enough to download and verify it again."""
+
+    name: str
+    version: str
+    arch: str
+    sha256: str
+    size: int
+    filename: str
+    suite: str
+    provides: str = ""
+
+    def to_lock(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "version": self.version, "arch": self.arch, "sha256": self.sha256,
+                               "size": self.size, "filename": self.filename, "suite": self.suite}
+        if self.provides:
+            out["provides"] = self.provides
+        return out
+
+    @classmethod
+    def from_lock(cls, record: Mapping[str, Any]) -> LockedPackage:
+        return cls(str(record["name"]), str(record["version"]), str(record["arch"]), str(record["sha256"]),
+                   int(record["size"]), str(record["filename"]), str(record["suite"]), str(record.get("provides", "")))
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self.sha256
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}_{self.version}_{self.arch}.deb"
+
+
+@dataclass(frozen=True)
+class DebianState:
+    """What a Debian-based image has installed; images built on it start from here."""
+
+    release: str
+    arch: str
+    installed: Mapping[str, Installed] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        if not self.installed:
+            return "none"
+        text = "\n".join(f"{p.name} {p.version} {p.arch}" for p in sorted(self.installed.values(), key=lambda p: p.name))
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class PreparedImage:
+    """The Debian part of one image: its layers (bottom first), env defaults and resulting state."""
+
+    state: DebianState
+    packages: list[LockedPackage]
+    layers: list[LayerSpec]
+    env: dict[str, str]
+    downloaded: int = 0
+
+
+def settings_of(config: ProjectConfig) -> DebianSettings:
+    return DebianSettings(config.debian_mirror, config.debian_security_mirror, config.debian_updates, config.debian_keyring)
+
+
+def uses_debian(spec: ImageSpec) -> bool:
+    return bool(spec.packages) or is_debian_base(spec.base)
+
+
+def requested_packages(spec: ImageSpec) -> list[str]:
+    implied = list(IMPLIED_PACKAGES) if is_debian_base(spec.base) else []
+    return list(dict.fromkeys([*implied, *spec.packages]))
+
+
+def group_packages(packages: Sequence[LockedPackage]) -> list[tuple[str, list[LockedPackage]]]:
+    """Stable layer assignment: small packages go to one of :data:`BUCKETS` layers by a hash of their
+    name (adding a package changes only its bucket); a ``.deb`` of :data:`BIG_PACKAGE` bytes or more
+    gets a layer of its own. Buckets come first (by number), then the big packages (by name)."""
+    buckets: dict[int, list[LockedPackage]] = {}
+    big: list[LockedPackage] = []
+    for p in sorted(packages, key=lambda p: p.name):
+        if p.size >= BIG_PACKAGE:
+            big.append(p)
+        else:
+            buckets.setdefault(int(hashlib.sha256(p.name.encode()).hexdigest(), 16) % BUCKETS, []).append(p)
+    groups = [(f"debian packages, group {b} ({len(ps)}: {_names(ps)})", ps) for b, ps in sorted(buckets.items())]
+    return groups + [(f"debian package {p.name} {p.version}", [p]) for p in big]
+
+
+def _names(packages: Sequence[LockedPackage]) -> str:
+    names = [p.name for p in packages]
+    return ", ".join(names) if len(names) <= 4 else ", ".join(names[:3]) + ", …"
+
+
+class Debian:
+    """A Debian session for one command: the archive, the lock, and cached indexes."""
+
+    def __init__(
+        self,
+        store: BlobStore,
+        lock: Lock,
+        settings: DebianSettings | None = None,
+        *,
+        locked: bool = False,
+        update: Iterable[str] = (),
+        on_status: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.lock = lock
+        self.settings = settings or DebianSettings()
+        self.locked = locked
+        self.update = set(update)
+        self.on_status = on_status or (lambda _text: None)
+        self.archive = Archive(store, keyring=self.settings.keyring, on_status=lambda t: self.on_status(t))
+        self._indexes: dict[tuple[str, str], tuple[Index, list]] = {}
+        self.resolved: list[str] = []
+
+    def close(self) -> None:
+        self.archive.close()
+
+    def suites(self, release: str) -> list[Suite]:
+        s = self.settings
+        return suites_for(release, s.mirror, s.security_mirror, updates=s.updates)
+
+    # the base ---------------------------------------------------------------------------------
+
+    def base_state(self, spec: ImageSpec, base: Base | DebianState | None, registries: Registries | None) -> DebianState:
+        """What the image starts from: ``base`` is the built or pulled base, or a project image's state."""
+        arch = deb_arch(spec.platform.architecture)
+        if is_debian_base(spec.base):
+            return DebianState(release_of(spec.base), arch)
+        if base is None:
+            raise ConfigError(f"image {spec.name!r} lists packages but its base {spec.base} is not Debian-based",
+                              hint="use from = \"debian:bookworm\" or a Debian-based image")
+        state = base if isinstance(base, DebianState) else base.debian
+        if state is not None:
+            return DebianState(state.release, arch, state.installed)
+        from lamina.oci.remote import Registries as _Registries, ensure_blobs
+
+        self.on_status(f"reading the dpkg database of {base.name}")
+        ensure_blobs(base.image, self.store, registries or _Registries())
+        facts = read_base_facts(base.image, self.store, base.name)
+        return DebianState(facts.release, arch, facts.installed)
+
+    # lock or resolve --------------------------------------------------------------------------
+
+    def wanted(self, spec: ImageSpec, before: DebianState) -> dict[str, Any]:
+        """The inputs a lock entry must match to be fresh."""
+        return {
+            "release": before.release,
+            "arch": before.arch,
+            "requested": requested_packages(spec),
+            "base_packages": before.fingerprint(),
+            "sources": [{"suite": s.name, "url": s.url} for s in self.suites(before.release)],
+        }
+
+    def section(self, spec: ImageSpec, before: DebianState) -> dict[str, Any]:
+        """The image's lock entry: the fresh one from the lock, else a new resolution (recorded)."""
+        want = self.wanted(spec, before)
+        current = self.lock.section(spec.name, LOCK_KIND)
+        why = stale_reason(current, want)
+        if why is None and spec.name not in self.update:
+            return current  # type: ignore[return-value]
+        if self.locked:
+            raise LockError(
+                f"{self.lock.path.name} {why or 'must be updated'} for image {spec.name!r}, and --locked forbids resolving",
+                hint=f"run `lamina lock {spec.name}` and commit {self.lock.path.name}",
+            )
+        section = self.resolve(spec, before, want)
+        self.lock.set_section(spec.name, LOCK_KIND, section)
+        self.lock.save()
+        self.resolved.append(spec.name)
+        return section
+
+    def resolve(self, spec: ImageSpec, before: DebianState, want: Mapping[str, Any]) -> dict[str, Any]:
+        index, releases = self.index(before.release, before.arch)
+        self.on_status(f"resolving {len(want['requested'])} packages for {spec.name}")
+        result = resolve(want["requested"], index, before.installed, release=before.release)
+        packages = [LockedPackage(c.name, c.version, c.arch, c.sha256, c.size, c.filename, c.suite, c.provides)
+                    for c in result.packages]
+        return {
+            "release": want["release"],
+            "arch": want["arch"],
+            "requested": list(want["requested"]),
+            "base_packages": want["base_packages"],
+            "sources": release_summary(releases),
+            "packages": [p.to_lock() for p in packages],
+        }
+
+    def index(self, release: str, arch: str) -> tuple[Index, list]:
+        key = (release, arch)
+        if key not in self._indexes:
+            candidates, releases = self.archive.candidates(self.suites(release), arch)
+            self._indexes[key] = (Index(candidates, arch), releases)
+        return self._indexes[key]
+
+    # layers -----------------------------------------------------------------------------------
+
+    def lock_image(self, spec: ImageSpec, base: Base | DebianState | None,
+                   registries: Registries | None = None) -> tuple[dict[str, Any], DebianState]:
+        """The image's lock entry (fresh, or resolved now) and what the image has installed after it."""
+        before = self.base_state(spec, base, registries)
+        section = self.section(spec, before)
+        packages = [LockedPackage.from_lock(p) for p in section["packages"]]
+        return section, DebianState(before.release, before.arch, {
+            **before.installed,
+            **{p.name: Installed(p.name, p.version, p.arch, p.provides) for p in packages},
+        })
+
+    def prepare(
+        self,
+        spec: ImageSpec,
+        base: Base | None,
+        *,
+        media_type: str,
+        mtime: int,
+        registries: Registries | None = None,
+        base_env: Mapping[str, str] | None = None,
+    ) -> PreparedImage:
+        """Lock or resolve, download what uncached layers need, and return the layer specs."""
+        section, after = self.lock_image(spec, base, registries)
+        packages = [LockedPackage.from_lock(p) for p in section["packages"]]
+        urls = {s["suite"]: s["url"] for s in section["sources"]}
+        layers: list[LayerSpec] = []
+        if is_debian_base(spec.base):
+            user, arch = _app_user(spec), after.arch
+            layers.append(LayerSpec(lambda: system_entries(arch, user=user), "debian system files",
+                                    key=input_key("debian-system", LAYER_FORMAT, arch, user)))
+        needed: list[LockedPackage] = []
+        for description, group in group_packages(packages):
+            key = input_key("debian-packages", LAYER_FORMAT, *(f"{p.name}={p.sha256}" for p in group))
+            if _keyed_layer(self.store, key, media_type, mtime) is None:
+                needed.extend(group)
+            layers.append(LayerSpec(lambda group=group: package_layer_entries(self.store, group), description, key=key))
+        downloads = [Download(f"{urls[p.suite].rstrip('/')}/{p.filename}", p.digest, p.size, p.label) for p in needed]
+        fetched = self.archive.fetch(downloads, self.on_status)
+        return PreparedImage(after, packages, layers, _env(spec, after, base_env or {}), fetched)
+
+
+def stale_reason(current: Mapping[str, Any] | None, want: Mapping[str, Any]) -> str | None:
+    """Why a lock entry does not fit the wanted inputs (None: it is fresh)."""
+    if current is None:
+        return "has no entry"
+    for key in ("release", "arch", "requested", "base_packages"):
+        if current.get(key) != want[key]:
+            return f"is stale ({key} changed)"
+    if [(s.get("suite"), s.get("url")) for s in current.get("sources", [])] != [(s["suite"], s["url"]) for s in want["sources"]]:
+        return "is stale (mirror or suites changed)"
+    if "packages" not in current:
+        return "has no packages"
+    return None
+
+
+def _app_user(spec: ImageSpec) -> str:
+    """The app user's name: the image's ``user`` when it is a name (not root/nobody), else ``app``."""
+    name = (spec.run.user or "").split(":", 1)[0]
+    if name and not name.isdigit() and name not in ("root", "nobody") and re.fullmatch(r"[a-z_][a-z0-9_-]*", name):
+        return name
+    return APP_USER
+
+
+def _env(spec: ImageSpec, state: DebianState, base_env: Mapping[str, str]) -> dict[str, str]:
+    """Env defaults: PATH and LANG for a ``debian:`` base; PYTHON_VERSION when Debian's python3 is there."""
+    env: dict[str, str] = {}
+    if is_debian_base(spec.base):
+        env.update({"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"})
+    pythons = sorted((int(m.group(1)), p) for p in state.installed.values() if (m := re.fullmatch(r"python3\.(\d+)", p.name)))
+    if pythons and (is_debian_base(spec.base) or "PYTHON_VERSION" not in base_env):
+        env["PYTHON_VERSION"] = upstream_version(pythons[-1][1].version)
+    return env
+
+
+def upstream_version(version: str) -> str:
+    """``1:3.11.2-6+deb12u8`` → ``3.11.2``."""
+    return version.split(":", 1)[-1].rsplit("-", 1)[0].split("+", 1)[0]
+
+
+def _keyed_layer(store: BlobStore, key: str, media_type: str, mtime: int) -> StoredLayer | None:
+    """The layer :func:`lamina.oci.layer.build_layer` would reuse for this key (same record format), so
+    that the ``.deb`` files of a cached layer are not even downloaded."""
+    record = store.get_key(LAYER_KEY_KIND, f"{key}\0{media_type}\0{mtime}")
+    return store.find_layer(record["diff_id"], media_type) if record else None
+
+
+def package_layer_entries(store: BlobStore, group: Sequence[LockedPackage]) -> list[Entry]:
+    """Every file of the group's packages, their status.d records and what their scripts would make.
+
+    Within a layer, a directory keeps its first declaration; another path shipped by two packages
+    keeps the later package's version (packages are in name order).
+    """
+    by_path: dict[str, Entry] = {}
+    for p in group:
+        try:
+            data = store.read_bytes(p.digest)
+        except DigestMismatchError:
+            raise LaminaError(
+                f"the cached {p.label} in the store does not match its SHA256 {p.sha256} (from the lock and the "
+                "signed Packages index): it was modified after it was verified",
+                hint="run `lamina store verify --delete`, then build again (it will be downloaded and checked again)",
+            ) from None
+        deb = read_deb(data, label=p.label)
+        files = [*deb.entries, *postinst_entries(p.name, deb.entries), *status_entries(p.name, deb.control, deb.md5sums)]
+        for e in files:
+            previous = by_path.get(e.path)
+            if previous is not None and previous.kind == "dir" and e.kind == "dir":
+                continue
+            by_path[e.path] = e
+    return list(by_path.values())

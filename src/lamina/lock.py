@@ -1,0 +1,135 @@
+"""``lamina.lock``: what each image's inputs resolved to, so that a rebuild uses the same bytes.
+
+The file sits next to ``lamina.toml`` and is meant to be committed. It holds one table per image and
+resolver, ``[images.NAME.KIND]`` (``debian`` today; other resolvers add their own kinds), and is
+written by :func:`dumps`, a small deterministic TOML writer: keys in a fixed order, images sorted,
+arrays of records as one inline table per line. Sections this version does not know are kept as read.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lamina.errors import ConfigError
+from lamina.oci.store import atomic_write
+
+LOCK_NAME = "lamina.lock"
+LOCK_VERSION = 1
+HEADER = "# lamina.lock: written by `lamina lock` and `lamina build`; commit it, do not edit it.\n"
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class Lock:
+    """The lock file of a project: ``section(image, kind)`` to read, ``set_section`` then ``save`` to write."""
+
+    def __init__(self, path: Path, data: dict[str, Any] | None = None) -> None:
+        self.path = path
+        self.data: dict[str, Any] = data if data is not None else {"version": LOCK_VERSION, "images": {}}
+        self.data.setdefault("images", {})
+        self._saved = dumps(self.data)
+
+    @classmethod
+    def for_config(cls, config_path: Path) -> Lock:
+        return cls.load(config_path.parent / LOCK_NAME)
+
+    @classmethod
+    def load(cls, path: Path) -> Lock:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return cls(path)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}", hint="delete it and run `lamina lock`") from None
+        if data.get("version") != LOCK_VERSION:
+            raise ConfigError(f"{path}: lock format {data.get('version')!r} is not {LOCK_VERSION}",
+                              hint="run `lamina lock` with this version of lamina to rewrite it")
+        lock = cls(path, data)
+        lock._saved = text
+        return lock
+
+    @property
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def section(self, image: str, kind: str) -> dict[str, Any] | None:
+        return self.data["images"].get(image, {}).get(kind)
+
+    def set_section(self, image: str, kind: str, value: Mapping[str, Any] | None) -> None:
+        images = self.data["images"]
+        if value is None:
+            images.get(image, {}).pop(kind, None)
+            if image in images and not images[image]:
+                del images[image]
+            return
+        images.setdefault(image, {})[kind] = dict(value)
+
+    def save(self) -> bool:
+        """Write the file if its content changed; returns whether it did."""
+        text = dumps(self.data)
+        if text == self._saved and self.path.exists():
+            return False
+        atomic_write(self.path, text.encode("utf-8"))
+        self._saved = text
+        return True
+
+
+# -- a small deterministic TOML writer ----------------------------------------------------------
+
+
+def dumps(data: Mapping[str, Any]) -> str:
+    """``data`` as TOML: scalars first, then sub-tables; ``images`` sorted by name."""
+    out = [HEADER]
+    _table(out, [], data)
+    return "".join(out).rstrip("\n") + "\n"
+
+
+def _table(out: list[str], path: list[str], table: Mapping[str, Any]) -> None:
+    scalars = {k: v for k, v in table.items() if not isinstance(v, Mapping)}
+    tables = {k: v for k, v in table.items() if isinstance(v, Mapping)}
+    if path and (scalars or not tables):
+        out.append(f"\n[{'.'.join(_key(p) for p in path)}]\n")
+    for key, value in scalars.items():
+        out.append(f"{_key(key)} = {_value(value, multiline=True)}\n")
+    names = sorted(tables) if path == ["images"] else list(tables)
+    for name in names:
+        _table(out, [*path, name], tables[name])
+
+
+def _key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _string(key)
+
+
+def _value(value: Any, *, multiline: bool = False) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("lock values must be finite numbers")
+        return repr(value)
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + " }" if value else "{}"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "[]"
+        items = [_value(v) for v in value]
+        if multiline and (any(isinstance(v, Mapping) for v in value) or sum(map(len, items)) > 80):
+            return "[\n" + "".join(f"    {item},\n" for item in items) + "]"
+        return "[" + ", ".join(items) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to the lock file")
+
+
+def _string(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\u{ord(m.group()):04x}", escaped)
+    return f'"{escaped}"'

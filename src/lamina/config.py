@@ -70,7 +70,7 @@ class ProjectConfig:
     revision: str | None = None
     debian_mirror: str = "https://deb.debian.org/debian"
     debian_security_mirror: str = "https://deb.debian.org/debian-security"
-    debian_updates: bool = True
+    debian_suites: tuple[str, ...] = ()
     debian_keyring: Path = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
     images: Mapping[str, ImageSpec] = field(default_factory=dict)
 
@@ -230,8 +230,11 @@ class _Reader:
                 if not re.match(r"https?://[^/]+", url):
                     raise self.error("project", key, f"expected an http(s) URL, got {url!r}")
                 values[key] = url.rstrip("/")
-        if (updates := self.get("project", proj, "debian_updates", bool, "true or false")) is not None:
-            values["debian_updates"] = updates
+        suites = tuple(self.str_list("project", proj, "debian_suites") or ())
+        if bad := [x for x in suites if x not in ("updates", "security")]:
+            raise self.error("project", "debian_suites", f"unknown suite {bad[0]!r}",
+                             "the extra suites are \"updates\" (RELEASE-updates) and \"security\" (RELEASE-security)")
+        values["debian_suites"] = suites
         if (keyring := self.get("project", proj, "debian_keyring", str, "a path to a keyring file")) is not None:
             values["debian_keyring"] = (self.path.parent / keyring).absolute()
         default_platform = self.platform("project", proj, Platform())
@@ -408,7 +411,7 @@ def _suggest(word: str, options: Mapping[str, object] | Callable[[], object]) ->
 
 _PROJECT_KEYS = dict.fromkeys(
     ["registry", "owner", "version", "format", "compression", "output", "insecure_registries", "source", "revision", "platform",
-     "debian_mirror", "debian_security_mirror", "debian_updates", "debian_keyring"]
+     "debian_mirror", "debian_security_mirror", "debian_suites", "debian_keyring"]
 )
 _IMAGE_KEYS = dict.fromkeys(
     ["from", "platform", "copy", "symlinks", "env", "workdir", "user", "entrypoint", "cmd", "expose", "labels", "healthcheck",

@@ -94,11 +94,17 @@ class Suite:
         return f"{self.url.rstrip('/')}/{filename}"
 
 
-def suites_for(release: str, mirror: str, security_mirror: str, *, updates: bool = True) -> list[Suite]:
-    """The suites an image of ``release`` uses: the release, then (with ``updates``) its -updates and -security."""
+EXTRA_SUITES = ("updates", "security")
+
+
+def suites_for(release: str, mirror: str, security_mirror: str, extra: Sequence[str] = ()) -> list[Suite]:
+    """The suites an image of ``release`` uses: the release, then the ``extra`` ones asked for
+    (``updates``: RELEASE-updates on ``mirror``; ``security``: RELEASE-security on ``security_mirror``)."""
     suites = [Suite(release, mirror)]
-    if updates and release not in ("sid", "unstable", "experimental"):
-        suites += [Suite(f"{release}-updates", mirror), Suite(f"{release}-security", security_mirror)]
+    if "updates" in extra:
+        suites.append(Suite(f"{release}-updates", mirror))
+    if "security" in extra:
+        suites.append(Suite(f"{release}-security", security_mirror))
     return suites
 
 
@@ -303,6 +309,7 @@ class Archive:
         self.on_status = on_status or (lambda _text: None)
         self._http: Http | None = None
         self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
         self.downloaded_bytes = 0
 
     @property
@@ -321,7 +328,8 @@ class Archive:
         """Download and verify the suite's ``InRelease`` (always: it is how we learn what is current)."""
         self.on_status(f"checking {suite.name} at {suite.url}")
         data = self.http.get_bytes(suite.dist_url("InRelease"))
-        self.downloaded_bytes += len(data)
+        with self._count_lock:
+            self.downloaded_bytes += len(data)
         text = verify_inrelease(data, self.keyring, self.store.tmp_dir)
         digest = self.store.put_bytes(data)
         release = parse_release(text, suite, digest)
@@ -366,9 +374,17 @@ class Archive:
         digest = "sha256:" + sha
         if not self.store.has(digest):
             self.on_status(f"downloading {release.suite.name} {path} ({size / 1e6:.1f} MB)")
-            url = release.suite.dist_url(f"{path.rsplit('/', 1)[0]}/by-hash/SHA256/{sha}" if release.by_hash else path)
-            self._download(url, digest, what=f"the {release.suite.name} index {path}",
-                           source="the SHA256 the signed InRelease lists")
+            what = f"the {release.suite.name} index {path}"
+            source = "the SHA256 the signed InRelease lists"
+            try:
+                if not release.by_hash:
+                    raise ArchiveError("no by-hash")
+                by_hash = f"{path.rsplit('/', 1)[0]}/by-hash/SHA256/{sha}"
+                self._download(release.suite.dist_url(by_hash), digest, what=what, source=source)
+            except ArchiveError as e:  # as apt: fall back to the plain name (verified the same way)
+                if isinstance(e, ArchiveUnreachableError):
+                    raise
+                self._download(release.suite.dist_url(path), digest, what=what, source=source)
         try:
             raw = _decompress(self.store.read_bytes(digest), path)
         except DigestMismatchError:
@@ -406,7 +422,8 @@ class Archive:
                 f"{what} downloaded from {url} does not match {source}: expected {digest}, got {writer.digest}",
                 hint="the mirror served corrupt or tampered data; nothing was stored. Try again or another mirror",
             ) from None
-        self.downloaded_bytes += writer.size
+        with self._count_lock:
+            self.downloaded_bytes += writer.size
 
     def fetch(self, items: Sequence[Download], on_status: Progress | None = None) -> int:
         """Download the ``.deb`` files of ``items`` the store lacks (in parallel); returns bytes fetched."""

@@ -69,7 +69,7 @@ class DebianSettings:
 
     mirror: str = DEFAULT_MIRROR
     security_mirror: str = DEFAULT_SECURITY_MIRROR
-    updates: bool = True
+    suites: tuple[str, ...] = ()
     keyring: Path = KEYRING
 
 
@@ -134,7 +134,7 @@ class PreparedImage:
 
 
 def settings_of(config: ProjectConfig) -> DebianSettings:
-    return DebianSettings(config.debian_mirror, config.debian_security_mirror, config.debian_updates, config.debian_keyring)
+    return DebianSettings(config.debian_mirror, config.debian_security_mirror, config.debian_suites, config.debian_keyring)
 
 
 def uses_debian(spec: ImageSpec) -> bool:
@@ -194,7 +194,7 @@ class Debian:
 
     def suites(self, release: str) -> list[Suite]:
         s = self.settings
-        return suites_for(release, s.mirror, s.security_mirror, updates=s.updates)
+        return suites_for(release, s.mirror, s.security_mirror, s.suites)
 
     # the base ---------------------------------------------------------------------------------
 

@@ -232,3 +232,14 @@ def test_config_errors_name_the_line(tmp_path, body, message):
     with pytest.raises(ConfigError, match=message) as info:
         load_config(write_config(tmp_path, body))
     assert "lamina.toml:" in str(info.value)
+
+
+def test_an_unreachable_mirror_is_a_clear_error(tmp_path):
+    from projects import run_lamina
+
+    write_config(tmp_path, '[project]\ndebian_mirror = "http://127.0.0.1:9/debian"\n\n[images.a]\nfrom = "debian:bookworm"\n')
+    result = run_lamina("lock", cwd=tmp_path, env={"LAMINA_STORE": str(tmp_path / "store"), "NO_PROXY": "127.0.0.1"},
+                        check=False)
+    assert result.returncode == 1
+    assert "cannot download http://127.0.0.1:9/debian/dists/bookworm/InRelease" in result.stderr.replace("\n", "")
+    assert "check the network" in result.stderr

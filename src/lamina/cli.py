@@ -293,8 +293,11 @@ def cmd_lock(args: argparse.Namespace) -> int:
     finally:
         debian.close()
         registries.close()
+    if not table.row_count:
+        console.print("no image installs Debian packages: nothing to lock")
+        return 0
     console.print(table)
-    console.print(f"wrote {lock.path}")
+    console.print(f"wrote {lock.path}" if lock.exists else f"{lock.path} is up to date")
     return 0
 
 

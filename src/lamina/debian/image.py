@@ -40,12 +40,12 @@ from lamina.debian.system import APP_USER, postinst_entries, system_entries
 from lamina.errors import ConfigError, DigestMismatchError, LaminaError
 from lamina.lock import Lock
 from lamina.oci.layer import LAYER_KEY_KIND, LayerSpec, input_key
+from lamina.oci.remote import Registries, ensure_blobs
 from lamina.oci.store import BlobStore, StoredLayer
 from lamina.oci.tar import Entry
 
 if TYPE_CHECKING:
     from lamina.build import Base
-    from lamina.oci.remote import Registries
 
 #: Packages every ``debian:RELEASE`` base gets: os-release and the FHS tree, /etc/services & co.
 IMPLIED_PACKAGES = ("base-files", "netbase")
@@ -209,10 +209,8 @@ class Debian:
         state = base if isinstance(base, DebianState) else base.debian
         if state is not None:
             return DebianState(state.release, arch, state.installed)
-        from lamina.oci.remote import Registries as _Registries, ensure_blobs
-
         self.on_status(f"reading the dpkg database of {base.name}")
-        ensure_blobs(base.image, self.store, registries or _Registries())
+        ensure_blobs(base.image, self.store, registries or Registries())
         facts = read_base_facts(base.image, self.store, base.name)
         return DebianState(facts.release, arch, facts.installed)
 

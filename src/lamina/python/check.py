@@ -1,0 +1,152 @@
+"""Build-time checks of a service against the layers of its image (``lamina check``).
+
+(a) a module the code imports that no layer provides → error, with the distribution to add when
+another image of the family has it; (b) a requirement the base already provides → warning (the
+seed's "image too large"); (c) a requirement whose pin contradicts the base's → error showing both;
+(d) a declared requirement the code never imports → note. Modules are mapped to distributions
+exactly, from the installed wheels' file lists, plus the standard library and the app's own code.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+
+from lamina.python.requirements import DeclaredRequirement
+
+ERROR, WARNING, NOTE = "error", "warning", "note"
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str
+    code: str
+    image: str
+    where: str
+    message: str
+    hint: str | None = None
+
+    def to_json(self) -> dict[str, str | None]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ImportSite:
+    module: str
+    file: Path
+    line: int
+
+
+def imports_in(paths: Iterable[Path]) -> list[ImportSite]:
+    """Absolute imports in the Python files under ``paths`` (top-level module names)."""
+    sites = []
+    for root in paths:
+        files = [root] if root.is_file() else sorted(root.rglob("*.py"))
+        for file in files:
+            if "__pycache__" in file.parts:
+                continue
+            try:
+                tree = ast.parse(file.read_bytes(), filename=str(file))
+            except SyntaxError:
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    sites += [ImportSite(a.name.split(".")[0], file, node.lineno) for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    sites.append(ImportSite(node.module.split(".")[0], file, node.lineno))
+    return sites
+
+
+def local_modules(paths: Iterable[Path]) -> set[str]:
+    """Top-level names importable from the shipped code: its packages, modules and their children."""
+    names = set()
+    for root in paths:
+        candidates = [root] if root.is_file() else [root, *root.rglob("*")]
+        for path in candidates:
+            if path.is_dir() and path.name != "__pycache__":
+                names.add(path.name)
+            elif path.suffix == ".py":
+                names.add(path.stem)
+    return names
+
+
+def wheel_modules(wheel: Path) -> set[str]:
+    """Top-level importable names a wheel installs (from its file list, as installed)."""
+    names = set()
+    with zipfile.ZipFile(wheel) as zf:
+        for member in zf.namelist():
+            top = member.split("/", 1)[0]
+            if top.endswith((".dist-info", ".data")) or top == "__pycache__":
+                continue
+            if "/" in member:
+                names.add(top)
+            elif top.endswith(".py"):
+                names.add(top[:-3])
+            elif top.endswith((".so", ".pyd")):
+                names.add(top.split(".", 1)[0])
+            elif top.endswith(".pth"):
+                continue
+    return {n for n in names if n.isidentifier()}
+
+
+def check_service(
+    image: str,
+    code: Sequence[Path],
+    declared: Sequence[DeclaredRequirement],
+    *,
+    provided: Mapping[str, str],
+    base_name: str,
+    base_pins: Mapping[str, str],
+    own_dists: Mapping[str, str],
+    family: Mapping[str, tuple[str, str]],
+) -> list[Finding]:
+    """Findings for one service.
+
+    ``provided``: module → distribution, for every distribution in the image; ``base_pins``:
+    distribution → version in the base; ``own_dists``: modules → dists of the service's own
+    requirements (installed or not); ``family``: module → (distribution, image) anywhere in the family.
+    """
+    findings = []
+    stdlib = set(sys.stdlib_module_names) | {"__future__"}
+    local = local_modules(code)
+    for site in imports_in(code):
+        if site.module in stdlib or site.module in local or site.module in provided:
+            continue
+        owner = family.get(site.module)
+        hint = (f"add {owner[0]} to the service's requirements, or build it on {owner[1]} which has it"
+                if owner else "add the distribution that provides it to the service's requirements")
+        findings.append(Finding(ERROR, "missing-import", image, f"{site.file}:{site.line}",
+                                f"imports {site.module!r}, which no layer of {image} provides", hint))
+    for req in declared:
+        base_version = base_pins.get(req.name)
+        if base_version is None:
+            continue
+        if not _allows(req, base_version):
+            findings.append(Finding(ERROR, "conflicting-pin", image, req.where,
+                                    f"requires {req.requirement}, but its base {base_name} has {req.name}=={base_version}",
+                                    f"use the base's version, or change it in the base's requirements and rebuild {base_name}"))
+        else:
+            findings.append(Finding(WARNING, "duplicate-requirement", image, req.where,
+                                    f"{req.name} is already in its base {base_name} ({req.name}=={base_version})",
+                                    "remove it from the service's requirements: the base provides it"))
+    imported = {s.module for s in imports_in(code)}
+    for req in declared:
+        modules = {m for m, dist in own_dists.items() if dist == req.name}
+        if modules and not modules & imported and req.name not in base_pins:
+            findings.append(Finding(NOTE, "unused-requirement", image, req.where,
+                                    f"{req.name} is declared but the code never imports {', '.join(sorted(modules))}",
+                                    "remove it if nothing needs it at run time"))
+    return findings
+
+
+def _allows(req: DeclaredRequirement, version: str) -> bool:
+    try:
+        return req.requirement.specifier.contains(Version(version), prereleases=True)
+    except InvalidVersion:
+        return True

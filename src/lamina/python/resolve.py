@@ -1,0 +1,158 @@
+"""Resolving an image's Python requirements for its platform with uv, its base's pins as constraints.
+
+uv evaluates markers and wheel tags for the target (pip does not: see docs/python.md), and writes a
+``pylock.toml`` listing one wheel per package with its sha256; that is what lamina locks and installs.
+Only wheels are used: a package without a wheel for the target is an error that says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from packaging.utils import canonicalize_name
+
+from lamina.errors import LaminaError
+from lamina.python.target import PythonTarget
+
+
+@dataclass(frozen=True)
+class Indexes:
+    """Where packages come from: an index, extra indexes, and local wheel folders (find-links)."""
+
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+
+    def uv_args(self) -> list[str]:
+        args = ["--index-url", self.index_url] if self.index_url else []
+        for url in self.extra_index_urls:
+            args += ["--extra-index-url", url]
+        for link in self.find_links:
+            args += ["--find-links", link]
+        return args
+
+    def fingerprint(self) -> str:
+        return "|".join([self.index_url or "", *self.extra_index_urls, "#", *self.find_links])
+
+
+@dataclass(frozen=True)
+class LockedDist:
+    """One distribution chosen for an image: a single wheel, pinned by its hash."""
+
+    name: str
+    version: str
+    url: str
+    sha256: str
+    size: int | None = None
+
+    @property
+    def filename(self) -> str:
+        return unquote(urlparse(self.url).path.rsplit("/", 1)[-1])
+
+    @property
+    def pin(self) -> str:
+        return f"{self.name}=={self.version}"
+
+    def to_lock(self) -> dict[str, object]:
+        out: dict[str, object] = {"name": self.name, "version": self.version, "url": self.url, "sha256": self.sha256}
+        if self.size is not None:
+            out["size"] = self.size
+        return out
+
+    @classmethod
+    def from_lock(cls, data: Mapping[str, object]) -> LockedDist:
+        size = data.get("size")
+        return cls(str(data["name"]), str(data["version"]), str(data["url"]), str(data["sha256"]),
+                   int(size) if isinstance(size, int) else None)
+
+
+def uv_binary() -> str:
+    """The uv executable (the ``uv`` package puts one next to Python, or on PATH)."""
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except Exception:
+        found = shutil.which("uv")
+        if found is None:
+            raise LaminaError("uv is needed to resolve Python packages", hint="pip install uv") from None
+        return found
+
+
+def inputs_fingerprint(requirements: Sequence[Path], extra: Sequence[str], target: PythonTarget,
+                       constraints: Mapping[str, str], indexes: Indexes) -> str:
+    """What a resolution depends on: a lock made from other inputs is stale."""
+    digest = hashlib.sha256()
+    for path in requirements:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for line in extra:
+        digest.update(line.encode() + b"\0")
+    digest.update(f"{target.minor}|{target.uv_platform}|{indexes.fingerprint()}".encode())
+    for name, version in sorted(constraints.items()):
+        digest.update(f"{name}=={version}\n".encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def resolve(
+    requirements: Sequence[Path],
+    target: PythonTarget,
+    *,
+    extra: Sequence[str] = (),
+    constraints: Mapping[str, str] | None = None,
+    indexes: Indexes = Indexes(),
+    where: str,
+) -> list[LockedDist]:
+    """Every distribution the requirements need on ``target``, each base pin kept as it is."""
+    with tempfile.TemporaryDirectory(prefix="lamina-resolve-") as tmp:
+        inputs = [str(p) for p in requirements]
+        if extra:
+            extra_file = Path(tmp) / "extra-requirements.txt"
+            extra_file.write_text("\n".join(extra) + "\n")
+            inputs.append(str(extra_file))
+        cmd = [uv_binary(), "pip", "compile", *inputs, "--python-platform", target.uv_platform,
+               "--python-version", target.minor, "--only-binary", ":all:", "--format", "pylock.toml",
+               "--no-header", "--quiet", "--native-tls", "-o", str(Path(tmp) / "pylock.toml"), *indexes.uv_args()]
+        if constraints:
+            constraint_file = Path(tmp) / "base-constraints.txt"
+            constraint_file.write_text("".join(f"{n}=={v}\n" for n, v in sorted(constraints.items())))
+            cmd += ["--constraint", str(constraint_file)]
+        env = {**os.environ, "UV_NO_CONFIG": "1"}
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            raise _resolution_error(result.stderr, where, requirements)
+        return parse_pylock((Path(tmp) / "pylock.toml").read_text(), where)
+
+
+def parse_pylock(text: str, where: str) -> list[LockedDist]:
+    """The wheels of a ``pylock.toml`` written by ``uv pip compile``."""
+    data = tomllib.loads(text)
+    dists = []
+    for package in data.get("packages", []):
+        name = canonicalize_name(package["name"])
+        wheels = package.get("wheels") or []
+        if len(wheels) != 1:
+            raise LaminaError(f"{where}: {name} {package.get('version')} has no single wheel for this platform",
+                              hint="it is published as a source distribution only; pick a release with wheels")
+        wheel = wheels[0]
+        url = wheel.get("url") or Path(wheel["path"]).absolute().as_uri()
+        dists.append(LockedDist(name, str(package["version"]), url, wheel["hashes"]["sha256"], wheel.get("size")))
+    return sorted(dists, key=lambda d: d.name)
+
+
+def _resolution_error(stderr: str, where: str, requirements: Sequence[Path]) -> LaminaError:
+    text = "\n".join(line for line in stderr.strip().splitlines() if line.strip())
+    hint = "check the pins in " + ", ".join(str(p) for p in requirements) if requirements else None
+    if re.search(r"no wheels|only source distributions|--only-binary|no matching distribution", text, re.I):
+        hint = ("lamina installs wheels only (nothing is compiled for the image): pick a release that has a "
+                "wheel for this platform and Python, or a -binary variant (e.g. psycopg2-binary)")
+    return LaminaError(f"{where}: the Python requirements cannot be resolved:\n{text}", hint=hint)

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from lamina.config import CopySpec, ImageSpec
 from lamina.debian import is_debian_base
-from lamina.debian.image import Debian, DebianState, PreparedImage, uses_debian
+from lamina.debian.image import Debian, DebianState, PreparedImage, debian_env, uses_debian
 from lamina.errors import LaminaError
 from lamina.lock import Lock
+from lamina.python.image import PreparedPython, PythonSession, PythonState
 from lamina.oci.compress import Compression
 from lamina.oci.layer import BuiltLayer, LayerSpec, build_layers
 from lamina.oci.layout import read_layout_image
@@ -68,6 +69,7 @@ class Base:
     image: Image
     name: str
     debian: DebianState | None = None
+    python: PythonState | None = None
 
 
 @dataclass
@@ -80,6 +82,8 @@ class BuiltImage:
     debian: DebianState | None = None
     packages: int = 0
     downloaded: int = 0
+    python: PythonState | None = None
+    dists: int = 0
 
     @property
     def reused(self) -> int:
@@ -141,6 +145,7 @@ def build_image(
     siblings: Mapping[str, Base] | None = None,
     on_layer: Callable[[BuiltLayer], None] | None = None,
     debian: Debian | None = None,
+    python: PythonSession | None = None,
 ) -> BuiltImage:
     """Build ``spec`` into the store and record it there; returns the image and what was reused.
 
@@ -149,6 +154,7 @@ def build_image(
     the package layers go below the image's own layers.
     """
     started = time.monotonic()
+    user_env = dict(spec.run.env)  # what lamina.toml says wins over what lamina sets
     base = resolve_base(spec.base, spec.platform, store, registries, project_root=project_root, siblings=siblings)
     media_type = layer_media_type(options.compression, options.format)
     prepared: PreparedImage | None = None
@@ -162,9 +168,18 @@ def build_image(
             if debian is None:
                 session.close()
         spec = replace(spec, run=replace(spec.run, env={**prepared.env, **spec.run.env}))
+    py: PreparedPython | None = None
+    if spec.uses_python:
+        if python is None:
+            raise LaminaError(f"image {spec.name!r} has Python requirements but no Python session was given")
+        debian_state = prepared.state if prepared else (base.debian if base else None)
+        py = python.prepare(spec, base.image if base else None, base.python if base else None,
+                            own_env=prepared.env if prepared else {}, debian_python=_has_debian_python(debian_state),
+                            media_type=media_type, mtime=options.mtime)
+        spec = replace(spec, run=replace(spec.run, env={**spec.run.env, **py.env, **user_env}))
     built = build_layers(
         store,
-        (prepared.layers if prepared else []) + layer_specs(spec),
+        (prepared.layers if prepared else []) + (py.layers if py else []) + layer_specs(spec),
         compression=options.compression,
         media_type=media_type,
         mtime=options.mtime,
@@ -175,8 +190,50 @@ def build_image(
     store.put_bytes(image.manifest.data, image.manifest.digest)
     store.record_image(f"built {spec.name}", image.digest, image.manifest.media_type)
     state = prepared.state if prepared else (base.debian if base else None)
+    py_state = py.state if py else (base.python if base else None)
+    downloaded = (prepared.downloaded if prepared else 0) + (py.downloaded if py else 0)
     return BuiltImage(spec.name, image, base, built, time.monotonic() - started, state,
-                      len(prepared.packages) if prepared else 0, prepared.downloaded if prepared else 0)
+                      len(prepared.packages) if prepared else 0, downloaded, py_state, len(py.added) if py else 0)
+
+
+def lock_image(
+    spec: ImageSpec,
+    *,
+    store: BlobStore,
+    registries: Registries,
+    options: BuildOptions,
+    project_root: Path,
+    siblings: Mapping[str, Base] | None,
+    debian: Debian,
+    python: PythonSession,
+) -> BuiltImage:
+    """Resolve (or check the lock of) ``spec`` without building a layer: ``lamina lock``.
+
+    The result's image has the documents the image will have minus its new layers, enough for
+    the images built on it to lock.
+    """
+    started = time.monotonic()
+    user_env = dict(spec.run.env)
+    base = resolve_base(spec.base, spec.platform, store, registries, project_root=project_root, siblings=siblings)
+    base_env = _env_of(base.image.config.json().get("config", {})) if base else {}
+    state = base.debian if base else None
+    env: dict[str, str] = {}
+    if uses_debian(spec):
+        _, state = debian.lock_image(spec, base, registries)
+        env.update(debian_env(spec, state, base_env))
+    py_state = base.python if base else None
+    if spec.uses_python:
+        py_state, py_env = python.lock_only(spec, base.image if base else None, py_state, own_env=env,
+                                            debian_python=_has_debian_python(state))
+        env.update(py_env)
+    spec = replace(spec, run=replace(spec.run, env={**env, **user_env}))
+    image = assemble(spec, base, [], options)
+    return BuiltImage(spec.name, image, base, [], time.monotonic() - started, state, python=py_state)
+
+
+def _has_debian_python(state: DebianState | None) -> bool:
+    return state is not None and any(name.startswith("python3.") for name in state.installed)
+
 
 
 def _env_of(config: Mapping[str, object]) -> dict[str, str]:

@@ -15,16 +15,15 @@ from rich.console import Console
 from rich.table import Table
 
 from lamina import __version__
-from lamina.build import Base, BuildOptions, BuiltImage, build_image, resolve_base
-from lamina.config import ImageSpec, ProjectConfig, find_config, load_config
-from lamina.debian.image import Debian, DebianState, settings_of, uses_debian
+from lamina.build import BuildOptions, BuiltImage
+from lamina.config import ProjectConfig, find_config, load_config
+from lamina.family import Family
 from lamina.errors import LaminaError
 from lamina.lock import Lock
 from lamina.oci.layer import BuiltLayer
 from lamina.oci.registry.credentials import Credential
 from lamina.oci.remote import PushReport, Registries
 from lamina.oci.store import BlobStore, default_store_root
-from lamina.plan import build_order
 from lamina.publish import Named, Output, push, write_output
 
 console = Console(stderr=True, highlight=False)
@@ -175,44 +174,65 @@ def cmd_build(args: argparse.Namespace) -> int:
     config = _load(args)
     if not config.images:
         raise LaminaError(f"{config.path} declares no images", hint="add an [images.NAME] table")
-    specs = [config.image(n) for n in build_order(config, args.images or list(config.images))]
+    names = args.images or list(config.images)
     store = BlobStore.open_default(args.store)
-    options = BuildOptions(
-        format=args.format or config.format,
-        compression=args.compression or config.compression,
-        source=config.source,
-        revision=config.revision,
-        version=config.version,
-    )
     tag = args.tag or config.version or "latest"
     output = None
     if args.output or not args.push:  # a push alone needs no local copy (nor the base's layers)
         output = Output.parse(args.output or config.output, Path.cwd() if args.output else config.root)
     registries = _registries(args, config)
-    debian = Debian(store, Lock.for_config(config.path), settings_of(config), locked=args.locked)
     try:
         with store.shared_lock():
-            built: list[BuiltImage] = []
-            siblings: dict[str, Base] = {}
-            for spec in specs:
-                built.append(_build_one(spec, store, registries, options, config, siblings, debian))
-                siblings[spec.name] = Base(built[-1].image, _base_name(config, spec, tag, args.push), built[-1].debian)
-            named = [Named(b.name, tag, b.image) for b in built]
+            family = _family(config, store, registries, args, tag=tag, pushing=args.push, locked=args.locked)
+            built = _run_family(family, names)
+            named = [Named(b.name, tag if config.image(b.name).service else config.tag_of(config.image(b.name)), b.image)
+                     for b in built]
             _print_built(built)
-            if debian.resolved:
-                console.print(f"resolved Debian packages of {', '.join(debian.resolved)} into {debian.lock.path.name}")
+            if family.debian.resolved or family.python.resolved:
+                resolved = sorted(set(family.debian.resolved) | set(family.python.resolved))
+                console.print(f"resolved packages of {', '.join(resolved)} into {family.lock.path.name}")
             if output is not None:
                 started = time.monotonic()
                 fetched = write_output(output, named, store, registries)
                 extra = f", fetched {_size(fetched)} of base layers" if fetched else ""
                 console.print(f"wrote {output} in {time.monotonic() - started:.2f}s{extra}")
-            reports = _push(config, specs, named, args.tag, store, registries) if args.push else []
+            reports = _push(config, named, store, registries) if args.push else []
     finally:
-        debian.close()
         registries.close()
     if args.json:
         print(json.dumps(_summary(built, output, reports), indent=2))
     return 0
+
+
+def _family(config: ProjectConfig, store: BlobStore, registries: Registries, args: argparse.Namespace, *, tag: str,
+            pushing: bool = False, locked: bool = False, update: Sequence[str] = ()) -> Family:
+    options = BuildOptions(
+        format=getattr(args, "format", None) or config.format,
+        compression=getattr(args, "compression", None) or config.compression,
+        source=config.source,
+        revision=config.revision,
+        version=config.version,
+    )
+    return Family(config, store, registries, options, tag, pushing=pushing, locked=locked, update=update)
+
+
+def _run_family(family: Family, names: Sequence[str], *, lock_only: bool = False) -> list[BuiltImage]:
+    """Build (or only lock) with a live status line per image."""
+    states: dict[str, str] = {}
+    with console.status("building…") as status:
+
+        def show(image: str, text: str) -> None:
+            states[image] = text
+            status.update("  ".join(f"[bold]{k}[/]: {v}" for k, v in list(states.items())[-3:]))
+
+        def layer_done(image: str, layer: BuiltLayer) -> None:
+            verb = "reused" if layer.reused else "built"
+            show(image, f"{verb} {layer.description[:60]} ({_size(layer.layer.size)})")
+
+        family.on_status = show
+        family.on_layer = layer_done
+        family.debian.on_status = family.python.on_status = lambda text: show("lock", text)
+        return family.build(names, lock_only=lock_only)
 
 
 def _summary(built: list[BuiltImage], output: Output | None, reports: list[PushReport]) -> dict:
@@ -238,74 +258,43 @@ def _summary(built: list[BuiltImage], output: Output | None, reports: list[PushR
     }
 
 
-def _base_name(config: ProjectConfig, spec: ImageSpec, tag: str, pushing: bool) -> str:
-    """How an image of the project is named as the base of another (its annotation)."""
-    return str(config.target(spec, tag)) if pushing or config.registry else f"{spec.name}:{tag}"
-
-
-def _build_one(
-    spec: ImageSpec,
-    store: BlobStore,
-    registries: Registries,
-    options: BuildOptions,
-    config: ProjectConfig,
-    siblings: dict[str, Base],
-    debian: Debian,
-) -> BuiltImage:
-    with console.status(f"building [bold]{spec.name}[/]…") as status:
-
-        def on_layer(layer: BuiltLayer) -> None:
-            verb = "reused" if layer.reused else "built"
-            status.update(f"building [bold]{spec.name}[/]: {verb} {layer.description} ({_size(layer.layer.size)})")
-
-        debian.on_status = lambda text: status.update(f"building [bold]{spec.name}[/]: {text}")
-        return build_image(spec, store=store, registries=registries, options=options, project_root=config.root,
-                           siblings=siblings, on_layer=on_layer, debian=debian)
-
-
 def cmd_lock(args: argparse.Namespace) -> int:
     config = _load(args)
     wanted = args.images or list(config.images)
-    specs = [config.image(n) for n in build_order(config, wanted)]
     store = BlobStore.open_default(args.store)
     lock = Lock.for_config(config.path)
-    old = {s.name: lock.section(s.name, "debian") for s in specs}
-    debian = Debian(store, lock, settings_of(config), update={n for n in wanted if uses_debian(config.image(n))})
+    old = {n: (lock.section(n, "debian"), lock.section(n, "python")) for n in config.images}
     registries = Registries(insecure=frozenset(config.insecure_registries) | frozenset(args.insecure_registry))
-    states: dict[str, DebianState | None] = {}
-    table = Table(box=box.SIMPLE_HEAD)
-    for column in ("image", "release", "packages", "changes"):
-        table.add_column(column, justify="right" if column == "packages" else "left")
     try:
-        with store.shared_lock(), console.status("locking…") as status:
-            debian.on_status = lambda text: status.update(f"locking: {text}")
-            for spec in specs:
-                in_project = spec.base in config.images
-                if not uses_debian(spec):
-                    states[spec.name] = states.get(spec.base) if in_project else None
-                    continue
-                base = states.get(spec.base) if in_project else resolve_base(
-                    spec.base, spec.platform, store, registries, project_root=config.root)
-                section, states[spec.name] = debian.lock_image(spec, base, registries)
-                if spec.name in wanted:
-                    table.add_row(spec.name, f"{section['release']}/{section['arch']}", str(len(section["packages"])),
-                                  _lock_changes(old[spec.name], section))
+        with store.shared_lock():
+            family = _family(config, store, registries, args, tag=config.version or "latest", update=wanted)
+            built = _run_family(family, wanted, lock_only=True)
     finally:
-        debian.close()
         registries.close()
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("image", "Debian packages", "Python packages", "changes"):
+        table.add_column(column)
+    for b in built:
+        debian, python = family.lock.section(b.name, "debian"), family.lock.section(b.name, "python")
+        if debian is None and python is None:
+            continue
+        changes = [_lock_changes(old[b.name][0], debian, "packages") if debian else "",
+                   _lock_changes(old[b.name][1], python, "dists") if python else ""]
+        table.add_row(b.name, str(len(debian["packages"])) if debian else "–",
+                      str(len(python["dists"])) if python else "–", "; ".join(c for c in changes if c))
     if not table.row_count:
-        console.print("no image installs Debian packages: nothing to lock")
+        console.print("no image installs Debian or Python packages: nothing to lock")
         return 0
     console.print(table)
-    console.print(f"wrote {lock.path}" if lock.exists else f"{lock.path} is up to date")
+    console.print(f"wrote {family.lock.path}")
     return 0
 
 
-def _lock_changes(old: dict | None, new: dict) -> str:
+def _lock_changes(old: dict | None, new: dict, key: str) -> str:
     if old is None:
         return "new"
-    before = {p["name"]: p["version"] for p in old.get("packages", [])}
-    after = {p["name"]: p["version"] for p in new["packages"]}
+    before = {p["name"]: p["version"] for p in old.get(key, [])}
+    after = {p["name"]: p["version"] for p in new[key]}
     added = sorted(after.keys() - before.keys())
     removed = sorted(before.keys() - after.keys())
     changed = sorted(n for n in after.keys() & before.keys() if after[n] != before[n])
@@ -332,10 +321,9 @@ def _print_built(built: list[BuiltImage]) -> None:
     console.print(table)
 
 
-def _push(
-    config: ProjectConfig, specs, named: list[Named], tag: str | None, store: BlobStore, registries: Registries
-) -> list[PushReport]:
-    targets = [(n, config.target(spec, tag)) for n, spec in zip(named, specs, strict=True)]
+def _push(config: ProjectConfig, named: list[Named], store: BlobStore,
+          registries: Registries) -> list[PushReport]:
+    targets = [(n, config.target(config.image(n.name), n.tag)) for n in named]
     with console.status("pushing…") as status:
         reports = push(targets, store, registries, on_blob=lambda d, outcome: status.update(f"pushing: {outcome} {d[:19]}"))
     for report in reports:

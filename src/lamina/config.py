@@ -20,10 +20,16 @@ from lamina.errors import ConfigError
 from lamina.oci.compress import Compression
 from lamina.oci.model import Format, HealthCheck, Platform, RunConfig
 from lamina.oci.reference import Reference
+from lamina.python.asgi import find_asgi_app
 
 CONFIG_NAME = "lamina.toml"
 DEFAULT_OUTPUT = "oci:build/oci"
-ENV_OVERRIDES = {"registry": "LAMINA_REGISTRY", "owner": "LAMINA_OWNER", "version": "LAMINA_VERSION"}
+ENV_OVERRIDES = {
+    "registry": "LAMINA_REGISTRY",
+    "owner": "LAMINA_OWNER",
+    "version": "LAMINA_VERSION",
+    "base_version": "LAMINA_BASE_VERSION",
+}
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,33 @@ class ImageSpec:
     repository: str | None = None
     tags: tuple[str, ...] = ()
     packages: tuple[str, ...] = ()
+    requirements: tuple[Path, ...] = ()
+    python_packages: tuple[str, ...] = ()
+    python: str | None = None
+    service: ServiceCode | None = None
+
+    @property
+    def uses_python(self) -> bool:
+        return bool(self.requirements or self.python_packages)
+
+
+@dataclass(frozen=True)
+class ServiceCode:
+    """What makes an image a service: its folder, the code it ships, its own requirements file."""
+
+    folder: Path
+    code: tuple[Path, ...]
+    requirements: Path | None
+
+
+@dataclass(frozen=True)
+class PythonSettings:
+    """``[python]``: where packages come from and which manylinux the images' glibc allows."""
+
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+    manylinux: str = "manylinux_2_28"
 
 
 @dataclass(frozen=True)
@@ -62,6 +95,7 @@ class ProjectConfig:
     registry: str | None = None
     owner: str | None = None
     version: str | None = None
+    base_version: str | None = None
     format: Format = "oci"
     compression: Compression = "gzip"
     output: str = DEFAULT_OUTPUT
@@ -73,6 +107,7 @@ class ProjectConfig:
     debian_suites: tuple[str, ...] = ()
     debian_keyring: Path = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
     images: Mapping[str, ImageSpec] = field(default_factory=dict)
+    python: PythonSettings = field(default_factory=PythonSettings)
 
     @property
     def root(self) -> Path:
@@ -106,8 +141,21 @@ class ProjectConfig:
                     hint="set `registry` in [project], LAMINA_REGISTRY, or pass --registry",
                 )
             repository = f"{self.registry}/{repository}"
-        chosen = tag or (spec.tags[0] if spec.tags else None) or self.version or "latest"
-        return Reference.parse(repository).with_tag(chosen)
+        return Reference.parse(repository).with_tag(tag or self.tag_of(spec))
+
+    def tag_of(self, spec: ImageSpec) -> str:
+        """An image's tag: its own ``tags``, else ``base_version`` for bases (images that are not
+        services) when set, else ``version``, else ``latest`` (the seed's BASE_VERSION/version split)."""
+        if spec.tags:
+            return spec.tags[0]
+        if spec.service is None and self.base_version:
+            return self.base_version
+        return self.version or "latest"
+
+
+def service_name(folder: Path) -> str:
+    """The image name of a service folder: ``apps/svc_ocr`` → ``svc-ocr`` (as the seed names them)."""
+    return folder.name.replace("_", "-").lower()
 
 
 def _has_host(repository: str) -> bool:
@@ -213,13 +261,13 @@ class _Reader:
     # the document -----------------------------------------------------------------------------
 
     def project(self, data: Mapping[str, Any]) -> ProjectConfig:
-        self.check_keys("", data, {"project": 0, "images": 0})
+        self.check_keys("", data, {"project": 0, "images": 0, "python": 0, "services": 0})
         proj = data.get("project", {})
         if not isinstance(proj, dict):
             raise self.error("", "project", "expected a table [project]")
         self.check_keys("project", proj, _PROJECT_KEYS)
         values: dict[str, Any] = {}
-        for key in ("registry", "owner", "version", "output", "source", "revision"):
+        for key in ("registry", "owner", "version", "base_version", "output", "source", "revision"):
             if (v := self.get("project", proj, key, (str, int, float), "a string")) is not None:
                 values[key] = str(v)
         values["format"] = self.choice("project", proj, "format", get_args(Format), "oci")
@@ -242,7 +290,103 @@ class _Reader:
         if not isinstance(images, dict):
             raise self.error("", "images", "expected tables [images.NAME]")
         specs = {name: self.image(name, body, default_platform) for name, body in images.items()}
-        return ProjectConfig(path=self.path, images=specs, **values)
+        for spec in self.services(data.get("services"), default_platform):
+            if spec.name in specs:
+                raise self.error("services", None, f"service {spec.name!r} has the name of an image in [images]",
+                                 "rename one of them")
+            specs[spec.name] = spec
+        return ProjectConfig(path=self.path, images=specs, python=self.python_settings(data.get("python", {})), **values)
+
+    def python_settings(self, table: Any) -> PythonSettings:
+        if not isinstance(table, dict):
+            raise self.error("", "python", "expected a table [python]")
+        self.check_keys("python", table, _PYTHON_KEYS)
+        links = []
+        for link in self.str_list("python", table, "find_links") or []:
+            links.append(link if "://" in link else str((self.path.parent / link).absolute()))
+        manylinux = self.get("python", table, "manylinux", str, "a tag such as \"manylinux_2_28\"") or "manylinux_2_28"
+        if not re.fullmatch(r"manylinux_2_\d+", manylinux):
+            raise self.error("python", "manylinux", f"expected a tag such as \"manylinux_2_28\", got {manylinux!r}")
+        return PythonSettings(
+            index_url=self.get("python", table, "index_url", str, "a URL"),
+            extra_index_urls=tuple(self.str_list("python", table, "extra_index_urls") or ()),
+            find_links=tuple(links),
+            manylinux=manylinux,
+        )
+
+    def services(self, table: Any, default_platform: Platform) -> list[ImageSpec]:
+        """One image per folder matching ``[services] glob``, with per-service tables as overrides."""
+        if table is None:
+            return []
+        if not isinstance(table, dict):
+            raise self.error("", "services", "expected a table [services]")
+        defaults = {k: v for k, v in table.items() if not isinstance(v, dict) or k in ("env", "labels")}
+        overrides = {k: v for k, v in table.items() if isinstance(v, dict) and k not in ("env", "labels")}
+        self.check_keys("services", defaults, _SERVICE_KEYS)
+        pattern = self.get("services", defaults, "glob", str, "a glob such as \"apps/svc_*\"")
+        if not pattern:
+            raise self.error("services", None, "needs glob = \"apps/svc_*\" (where the service folders are)")
+        folders = sorted(p for p in self.path.parent.glob(pattern) if p.is_dir() and p.name != "__pycache__")
+        by_name = {f.name: f for f in folders} | {service_name(f): f for f in folders}
+        for key in overrides:
+            if key not in by_name:
+                raise self.error(f"services.{key}", None, f"no service folder {key!r} matches {pattern!r}",
+                                 _suggest(key, by_name) or f"services found: {', '.join(map(service_name, folders))}")
+        specs = []
+        for folder in folders:
+            own = overrides.get(folder.name) or overrides.get(service_name(folder)) or {}
+            table_name = f"services.{folder.name if folder.name in overrides else service_name(folder)}"
+            self.check_keys(table_name, own, _SERVICE_KEYS)
+            specs.append(self.service(folder, {**defaults, **own}, table_name if own else "services", default_platform))
+        return specs
+
+    def service(self, folder: Path, body: Mapping[str, Any], table: str, default_platform: Platform) -> ImageSpec:
+        root = self.path.parent
+        name = service_name(folder)
+        uid, gid = self.owner(table, body.get("user", "1000:1000"))
+        port = body.get("port", 8000)
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            raise self.error(table, "port", f"expected a port number, got {port!r}")
+        ship = [root / p for p in self.str_list(table, body, "ship") or []]
+        for path in ship:
+            if not path.exists():
+                raise self.error(table, "ship", f"{path} does not exist", "paths are relative to lamina.toml")
+        req_name = self.get(table, body, "requirements", str, "a file name such as \"requirements.txt\"") or "requirements.txt"
+        requirements = folder / req_name if (folder / req_name).is_file() else None
+        copies = [CopySpec(src=p, dest="/app/" + p.relative_to(root).as_posix(), uid=uid, gid=gid) for p in ship]
+        copies.append(CopySpec(src=folder, dest="/app/" + folder.relative_to(root).as_posix(), uid=uid, gid=gid))
+        command = self.str_list(table, body, "command") or self.uvicorn(folder, table, port)
+        health = self.get(table, body, "health", str, "an HTTP path such as \"/healthz\"") or "/healthz"
+        probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}{health}', timeout=3)"
+        run = RunConfig(
+            env={"PYTHONPATH": "/app", "PYTHONUNBUFFERED": "1", **self.str_map(table, body, "env")},
+            cmd=command,
+            workdir="/app",
+            user=f"{uid}:{gid}",
+            exposed_ports=[f"{port}/tcp"],
+            labels={"org.opencontainers.image.title": name, **self.str_map(table, body, "labels")},
+            healthcheck=HealthCheck(test=["CMD", "python", "-c", probe], interval_s=10, timeout_s=5,
+                                    start_period_s=5, retries=3),
+        )
+        base = self.get(table, body, "base", str, "an image name such as \"base-runtime\"") or "scratch"
+        return ImageSpec(
+            name=name,
+            base=base,
+            platform=self.platform(table, body, default_platform),
+            copies=tuple(copies),
+            run=run,
+            packages=self.packages(table, body, base),
+            requirements=(requirements,) if requirements else (),
+            python_packages=tuple(self.str_list(table, body, "python_packages") or ()),
+            service=ServiceCode(folder, tuple(ship) + (folder,), requirements),
+        )
+
+    def uvicorn(self, folder: Path, table: str, port: int) -> list[str]:
+        app = find_asgi_app(folder, self.path.parent)
+        if app is None:
+            raise self.error(table, "command", f"no ASGI app (such as `app = FastAPI()`) found in {folder}",
+                             "set command = [...] for this service")
+        return ["python", "-m", "uvicorn", app, "--host", "0.0.0.0", "--port", str(port)]
 
     def choice(self, table: str, data: Mapping[str, Any], key: str, options: tuple[str, ...], default: str) -> str:
         value = data.get(key, default)
@@ -283,7 +427,19 @@ class _Reader:
             repository=repository,
             tags=tuple(self.str_list(table, body, "tags") or ()),
             packages=packages,
+            requirements=tuple(self.requirement_files(table, body)),
+            python_packages=tuple(self.str_list(table, body, "python_packages") or ()),
+            python=self.get(table, body, "python", str, "the interpreter's path, e.g. \"/usr/bin/python3.11\""),
         )
+
+    def requirement_files(self, table: str, body: Mapping[str, Any]) -> list[Path]:
+        files = []
+        for name in self.str_list(table, body, "requirements") or []:
+            path = (self.path.parent / name).absolute()
+            if not path.is_file():
+                raise self.error(table, "requirements", f"{path} does not exist", "paths are relative to lamina.toml")
+            files.append(path)
+        return files
 
     def packages(self, table: str, body: Mapping[str, Any], base: str) -> tuple[str, ...]:
         names = self.str_list(table, body, "packages") or []
@@ -410,12 +566,17 @@ def _suggest(word: str, options: Mapping[str, object] | Callable[[], object]) ->
 
 
 _PROJECT_KEYS = dict.fromkeys(
-    ["registry", "owner", "version", "format", "compression", "output", "insecure_registries", "source", "revision", "platform",
+    ["registry", "owner", "version", "base_version", "format", "compression", "output", "insecure_registries", "source", "revision", "platform",
      "debian_mirror", "debian_security_mirror", "debian_suites", "debian_keyring"]
 )
 _IMAGE_KEYS = dict.fromkeys(
     ["from", "platform", "copy", "symlinks", "env", "workdir", "user", "entrypoint", "cmd", "expose", "labels", "healthcheck",
-     "annotations", "repository", "tags", "packages"]
+     "annotations", "repository", "tags", "packages", "requirements", "python_packages", "python"]
+)
+_PYTHON_KEYS = dict.fromkeys(["index_url", "extra_index_urls", "find_links", "manylinux"])
+_SERVICE_KEYS = dict.fromkeys(
+    ["glob", "base", "ship", "requirements", "python_packages", "packages", "port", "health", "user", "command", "env",
+     "labels", "platform"]
 )
 _COPY_KEYS = dict.fromkeys(["src", "dest", "mode", "owner", "exclude"])
 _HEALTH_KEYS = dict.fromkeys(["test", "interval", "timeout", "start_period", "retries"])

@@ -39,9 +39,9 @@ from lamina.debian.status import read_base_facts, status_entries
 from lamina.debian.system import APP_USER, postinst_entries, system_entries
 from lamina.errors import ConfigError, DigestMismatchError, LaminaError
 from lamina.lock import Lock
-from lamina.oci.layer import LAYER_KEY_KIND, LayerSpec, input_key
+from lamina.oci.layer import LayerSpec, cached_layer, input_key
 from lamina.oci.remote import Registries, ensure_blobs
-from lamina.oci.store import BlobStore, StoredLayer
+from lamina.oci.store import BlobStore
 from lamina.oci.tar import Entry
 
 if TYPE_CHECKING:
@@ -301,12 +301,12 @@ class Debian:
         needed: list[LockedPackage] = []
         for description, group in group_packages(packages):
             key = input_key("debian-packages", LAYER_FORMAT, *(f"{p.name}={p.sha256}" for p in group))
-            if _keyed_layer(self.store, key, media_type, mtime) is None:
+            if cached_layer(self.store, key, media_type, mtime) is None:
                 needed.extend(group)
             layers.append(LayerSpec(lambda group=group: package_layer_entries(self.store, group), description, key=key))
         downloads = [Download(f"{urls[p.suite].rstrip('/')}/{p.filename}", p.digest, p.size, p.label) for p in needed]
         fetched = self.archive.fetch(downloads, self.on_status)
-        return PreparedImage(after, packages, layers, _env(spec, after, base_env or {}), fetched)
+        return PreparedImage(after, packages, layers, debian_env(spec, after, base_env or {}), fetched)
 
 
 def stale_reason(current: Mapping[str, Any] | None, want: Mapping[str, Any]) -> str | None:
@@ -331,7 +331,7 @@ def _app_user(spec: ImageSpec) -> str:
     return APP_USER
 
 
-def _env(spec: ImageSpec, state: DebianState, base_env: Mapping[str, str]) -> dict[str, str]:
+def debian_env(spec: ImageSpec, state: DebianState, base_env: Mapping[str, str]) -> dict[str, str]:
     """Env defaults: PATH and LANG for a ``debian:`` base; PYTHON_VERSION when Debian's python3 is there."""
     env: dict[str, str] = {}
     if is_debian_base(spec.base):
@@ -345,13 +345,6 @@ def _env(spec: ImageSpec, state: DebianState, base_env: Mapping[str, str]) -> di
 def upstream_version(version: str) -> str:
     """``1:3.11.2-6+deb12u8`` → ``3.11.2``."""
     return version.split(":", 1)[-1].rsplit("-", 1)[0].split("+", 1)[0]
-
-
-def _keyed_layer(store: BlobStore, key: str, media_type: str, mtime: int) -> StoredLayer | None:
-    """The layer :func:`lamina.oci.layer.build_layer` would reuse for this key (same record format), so
-    that the ``.deb`` files of a cached layer are not even downloaded."""
-    record = store.get_key(LAYER_KEY_KIND, f"{key}\0{media_type}\0{mtime}")
-    return store.find_layer(record["diff_id"], media_type) if record else None
 
 
 def package_layer_entries(store: BlobStore, group: Sequence[LockedPackage]) -> list[Entry]:

@@ -60,13 +60,22 @@ def build_layer(
     if key is None:
         entries = list(spec.entries())
         key = "sig:" + signature(entries)
-    full_key = f"{key}\0{media_type}\0{mtime}"
-    record = store.get_key(LAYER_KEY_KIND, full_key)
-    if record is not None and (found := store.find_layer(record["diff_id"], media_type)) is not None:
+    if (found := cached_layer(store, key, media_type, mtime)) is not None:
         return BuiltLayer(found, spec.description, True)
     layer, reused = _write(store, spec.entries() if entries is None else entries, compression, media_type, mtime)
-    store.put_key(LAYER_KEY_KIND, full_key, {"diff_id": layer.diff_id})
+    store.put_key(LAYER_KEY_KIND, _full_key(key, media_type, mtime), {"diff_id": layer.diff_id})
     return BuiltLayer(layer, spec.description, reused)
+
+
+def cached_layer(store: BlobStore, key: str, media_type: str, mtime: int) -> StoredLayer | None:
+    """The stored layer made earlier from inputs with this key, if any: callers use it to skip
+    preparing inputs (downloads, installs) of layers that will not be made again."""
+    record = store.get_key(LAYER_KEY_KIND, _full_key(key, media_type, mtime))
+    return store.find_layer(record["diff_id"], media_type) if record else None
+
+
+def _full_key(key: str, media_type: str, mtime: int) -> str:
+    return f"{key}\0{media_type}\0{mtime}"
 
 
 def _write(

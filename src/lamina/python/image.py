@@ -1,0 +1,203 @@
+"""The Python part of one image: lock or resolve its requirements, fetch what uncached layers need,
+and return the layer specs (venv first when the image makes it, then the distribution layers).
+
+An image's lock section lists only the distributions it adds; its base's are the constraints it was
+resolved with, so a child never changes what its base has and reuses the base's layers as they are.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lamina.config import ImageSpec, PythonSettings
+from lamina.errors import LaminaError
+from lamina.lock import Lock
+from lamina.oci.layer import LayerSpec, cached_layer, input_key
+from lamina.oci.model import Image
+from lamina.oci.store import BlobStore
+from lamina.python.layers import LAYER_BUDGET, PythonLayers, check_budget, group_dists
+from lamina.python.resolve import Indexes, LockedDist, inputs_fingerprint, resolve
+from lamina.python.target import PythonTarget, target_from_config
+from lamina.python.venv import venv_entries, venv_env
+from lamina.python.wheels import fetch_wheels
+
+LOCK_KIND = "python"
+VENV_TOOLS = ("pip",)  # installed with the venv, so `pip list` and `pip check` work in the image
+
+
+@dataclass(frozen=True)
+class PythonState:
+    """What an image's venv holds; images built on it start from here."""
+
+    target: PythonTarget
+    dists: Mapping[str, LockedDist] = field(default_factory=dict)
+
+    @property
+    def pins(self) -> dict[str, str]:
+        return {name: d.version for name, d in self.dists.items()}
+
+
+@dataclass
+class PreparedPython:
+    state: PythonState
+    added: list[LockedDist]
+    layers: list[LayerSpec]
+    env: dict[str, str]
+    downloaded: int = 0
+
+
+def indexes_of(settings: PythonSettings) -> Indexes:
+    return Indexes(settings.index_url, settings.extra_index_urls, settings.find_links)
+
+
+class PythonSession:
+    """Python packages for one command: the lock, the wheels, and staging for installs."""
+
+    def __init__(self, store: BlobStore, lock: Lock, settings: PythonSettings, *, locked: bool = False,
+                 update: Iterable[str] = (), on_status: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self.lock = lock
+        self.settings = settings
+        self.indexes = indexes_of(settings)
+        self.locked = locked
+        self.update = set(update)
+        self.on_status = on_status
+        self.resolved: list[str] = []
+        self._layer_sets: list[PythonLayers] = []
+
+    # -- the target and the lock ----------------------------------------------------------------
+
+    def target_for(self, spec: ImageSpec, base_state: PythonState | None, base_config: Mapping[str, Any],
+                   own_env: Mapping[str, str], debian_python: bool) -> PythonTarget:
+        if base_state is not None:
+            return base_state.target
+        config = {"config": {**base_config.get("config", {})}}
+        env = list(config["config"].get("Env") or []) + [f"{k}={v}" for k, v in own_env.items()]
+        config["config"]["Env"] = env
+        minor = _minor_from_env(env)
+        interpreter = spec.python or (f"/usr/bin/python{minor}" if debian_python and minor else None)
+        return target_from_config(config, spec.platform, interpreter=interpreter, manylinux=self.settings.manylinux,
+                                  where=f"image {spec.name!r}")
+
+    def lock_image(self, spec: ImageSpec, target: PythonTarget, base_state: PythonState | None,
+                   *, makes_venv: bool) -> tuple[dict[str, Any], PythonState]:
+        """The image's lock section (re-resolved when stale or asked to), and the resulting state."""
+        constraints = base_state.pins if base_state else {}
+        extra = list(spec.python_packages) + ([t for t in VENV_TOOLS if t not in constraints] if makes_venv else [])
+        fingerprint = inputs_fingerprint(spec.requirements, extra, target, constraints, self.indexes)
+        section = self.lock.section(spec.name, LOCK_KIND)
+        fresh = section is not None and section.get("inputs") == fingerprint and spec.name not in self.update
+        if not fresh:
+            if self.locked:
+                state = "missing from" if section is None else "out of date in"
+                raise LaminaError(f"the Python packages of {spec.name!r} are {state} {self.lock.path.name}",
+                                  hint="run `lamina lock` and commit the lock file, or build without --locked")
+            section = self._resolve(spec, target, extra, constraints, fingerprint)
+        added = [LockedDist.from_lock(d) for d in section["dists"]]
+        dists = dict(base_state.dists) if base_state else {}
+        dists.update({d.name: d for d in added})
+        return section, PythonState(target, dists)
+
+    def _resolve(self, spec: ImageSpec, target: PythonTarget, extra: Sequence[str], constraints: Mapping[str, str],
+                 fingerprint: str) -> dict[str, Any]:
+        if self.on_status:
+            self.on_status(f"resolving Python packages of {spec.name} for {target.describe()}")
+        dists = resolve(spec.requirements, target, extra=extra, constraints=constraints, indexes=self.indexes,
+                        where=f"image {spec.name!r}")
+        added = [d for d in dists if d.name not in constraints]
+        changed = [d for d in dists if d.name in constraints and d.version != constraints[d.name]]
+        if changed:
+            raise LaminaError(f"image {spec.name!r}: resolving changed its base's {changed[0].name} "
+                              f"({constraints[changed[0].name]} → {changed[0].version})")
+        section = {
+            "python": target.version,
+            "platform": target.uv_platform,
+            "venv": target.venv,
+            "inputs": fingerprint,
+            "requirements": [_relative(p, self.lock.path.parent) for p in spec.requirements] + list(extra),
+            "dists": [d.to_lock() for d in added],
+        }
+        self.lock.set_section(spec.name, LOCK_KIND, section)
+        self.resolved.append(spec.name)
+        return section
+
+    # -- layers ---------------------------------------------------------------------------------
+
+    def plan(self, spec: ImageSpec, base: Image | None, base_state: PythonState | None, *,
+             own_env: Mapping[str, str], debian_python: bool) -> tuple[PythonTarget, bool, dict[str, str]]:
+        """The image's target, whether it makes the venv, and the env the venv needs."""
+        base_config = base.config.json() if base else {}
+        base_env = dict(e.split("=", 1) for e in base_config.get("config", {}).get("Env") or [] if "=" in e)
+        target = self.target_for(spec, base_state, base_config, own_env, debian_python)
+        makes_venv = base_env.get("VIRTUAL_ENV") != target.venv and base_state is None
+        return target, makes_venv, venv_env(target, base_env.get("PATH") or own_env.get("PATH"))
+
+    def lock_only(self, spec: ImageSpec, base: Image | None, base_state: PythonState | None, *,
+                  own_env: Mapping[str, str], debian_python: bool) -> tuple[PythonState, dict[str, str]]:
+        """Lock (or resolve) the image without fetching or installing anything."""
+        target, makes_venv, env = self.plan(spec, base, base_state, own_env=own_env, debian_python=debian_python)
+        return self.lock_image(spec, target, base_state, makes_venv=makes_venv)[1], env
+
+    def prepare(self, spec: ImageSpec, base: Image | None, base_state: PythonState | None, *,
+                own_env: Mapping[str, str], debian_python: bool, media_type: str, mtime: int,
+                uid: int = 0, gid: int = 0) -> PreparedPython:
+        target, makes_venv, env = self.plan(spec, base, base_state, own_env=own_env, debian_python=debian_python)
+        section, state = self.lock_image(spec, target, base_state, makes_venv=makes_venv)
+        added = [LockedDist.from_lock(d) for d in section["dists"]]
+        groups = group_dists(added)
+        check_budget(spec.name, len(base.layers) if base else 0, len(groups) + 1)
+        needed = self._uncached(groups, target, media_type, mtime, uid, gid)
+        downloaded = 0
+
+        def count(_: LockedDist, size: int) -> None:
+            nonlocal downloaded
+            downloaded += size
+
+        if needed and self.on_status:
+            self.on_status(f"fetching {len(needed)} wheels for {spec.name}")
+        wheels = fetch_wheels(needed, self.store, on_done=count) if needed else {}
+        installer = PythonLayers(target, wheels, self.store.tmp_dir, uid=uid, gid=gid)
+        self._layer_sets.append(installer)
+        layers = [self._venv_layer(target)] if makes_venv else []
+        layers += [installer.spec(g) for g in groups]
+        return PreparedPython(state, added, layers, env, downloaded)
+
+    def _uncached(self, groups: Sequence[Sequence[LockedDist]], target: PythonTarget, media_type: str, mtime: int,
+                  uid: int, gid: int) -> list[LockedDist]:
+        probe = PythonLayers(target, {}, self.store.tmp_dir, uid=uid, gid=gid)
+        try:
+            return [d for g in groups if cached_layer(self.store, probe.spec(g).key or "", media_type, mtime) is None
+                    for d in g]
+        finally:
+            probe.cleanup()
+
+    @staticmethod
+    def _venv_layer(target: PythonTarget) -> LayerSpec:
+        key = input_key("python-venv-v1", target.venv, target.interpreter, target.version)
+        return LayerSpec(lambda: venv_entries(target), f"python venv {target.venv} ({target.describe()})", key)
+
+    def close(self) -> None:
+        for layer_set in self._layer_sets:
+            layer_set.cleanup()
+        self._layer_sets.clear()
+
+
+def _minor_from_env(env: Sequence[str]) -> str | None:
+    for item in env:
+        if item.startswith("PYTHON_VERSION=") and (m := re.match(r"(3\.\d+)", item.split("=", 1)[1])):
+            return m.group(1)
+    return None
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+__all__ = ["LAYER_BUDGET", "PreparedPython", "PythonSession", "PythonState"]

@@ -12,12 +12,14 @@ from pathlib import Path
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lamina import __version__
 from lamina.build import BuildOptions, BuiltImage
 from lamina.config import ProjectConfig, find_config, load_config
 from lamina.family import Family
+from lamina.python.check import Finding
 from lamina.errors import LaminaError
 from lamina.lock import Lock
 from lamina.oci.layer import BuiltLayer
@@ -110,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="allow plain http for HOST (loopback is always allowed)")
     build.add_argument("--username", help="registry user (with --password-stdin)")
     build.add_argument("--password-stdin", action="store_true", help="read the registry password from stdin")
+    build.add_argument("--no-check", action="store_true", help="do not run `lamina check` on the services")
     build.add_argument("--json", action="store_true", help="print a JSON summary on stdout (digests, layers, pushes)")
     build.add_argument("--chunk-size", type=int, metavar="BYTES", help="upload blobs in chunks of this size")
     build.add_argument("--locked", action="store_true",
@@ -128,6 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
     lock.add_argument("--insecure-registry", action="append", default=[], metavar="HOST",
                       help="allow plain http for HOST when reading a base image")
     lock.set_defaults(run=cmd_lock, registry=None, owner=None)
+
+    check = sub.add_parser(
+        "check",
+        help="find what would fail at run time: missing imports, duplicated or conflicting requirements",
+        description="Check each service against the layers of its image, without building them: "
+        "(a) a module its code imports that no layer provides (error), (b) a requirement its base already has "
+        "(warning), (c) a pin that contradicts its base's (error), (d) a declared requirement the code never "
+        "imports (note). `lamina build` runs the same checks and fails on errors.",
+    )
+    check.add_argument("images", nargs="*", metavar="IMAGE", help="images to check (default: all)")
+    _config_args(check)
+    check.add_argument("--json", action="store_true", help="print the findings as JSON on stdout")
+    check.set_defaults(run=cmd_check, registry=None, owner=None)
 
     store = sub.add_parser("store", help="inspect and clean the blob store")
     store_sub = store.add_subparsers(title="store commands", metavar="ACTION")
@@ -188,6 +204,12 @@ def cmd_build(args: argparse.Namespace) -> int:
             named = [Named(b.name, tag if config.image(b.name).service else config.tag_of(config.image(b.name)), b.image)
                      for b in built]
             _print_built(built)
+            findings = family.conflicts if args.no_check else family.check(built)
+            _print_findings(findings)
+            if _errors(findings):
+                raise LaminaError(f"lamina check found {_errors(findings)} error(s): the images would fail at run time",
+                                  hint="fix them (each names the file and line)"
+                                  + ("" if args.no_check else ", or build with --no-check"))
             if family.debian.resolved or family.python.resolved:
                 resolved = sorted(set(family.debian.resolved) | set(family.python.resolved))
                 console.print(f"resolved packages of {', '.join(resolved)} into {family.lock.path.name}")
@@ -233,6 +255,48 @@ def _run_family(family: Family, names: Sequence[str], *, lock_only: bool = False
         family.on_layer = layer_done
         family.debian.on_status = family.python.on_status = lambda text: show("lock", text)
         return family.build(names, lock_only=lock_only)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args)
+    names = args.images or list(config.images)
+    store = BlobStore.open_default(args.store)
+    registries = Registries(insecure=frozenset(config.insecure_registries))
+    try:
+        with store.shared_lock():
+            family = _family(config, store, registries, args, tag=config.version or "latest")
+            built = _run_family(family, names, lock_only=True)
+            findings = family.check(built)
+    finally:
+        registries.close()
+    if args.json:
+        print(json.dumps([f.to_json() for f in findings], indent=2))
+    else:
+        _print_findings(findings)
+        if not findings:
+            console.print(f"checked {sum(1 for b in built if config.image(b.name).service)} services: nothing to report")
+    return 1 if _errors(findings) else 0
+
+
+def _errors(findings: Sequence[Finding]) -> int:
+    return sum(1 for f in findings if f.level == "error")
+
+
+def _print_findings(findings: Sequence[Finding]) -> None:
+    colors = {"error": "bold red", "warning": "yellow", "note": "cyan"}
+    for f in sorted(findings, key=lambda f: ("error", "warning", "note").index(f.level)):
+        where = _short_path(f.where)
+        console.print(f"[{colors[f.level]}]{f.level}[/] {escape(f'[{f.code}]')} {escape(where)}: {f.image} {escape(f.message)}")
+        if f.hint:
+            console.print(f"  hint: {escape(f.hint)}")
+
+
+def _short_path(where: str) -> str:
+    """``/abs/path/file.py:3`` relative to the current directory when it is below it."""
+    try:
+        return str(Path(where).relative_to(Path.cwd()))
+    except ValueError:
+        return where
 
 
 def _summary(built: list[BuiltImage], output: Output | None, reports: list[PushReport]) -> dict:

@@ -20,7 +20,8 @@ from lamina.oci.layer import BuiltLayer
 from lamina.oci.remote import Registries
 from lamina.oci.store import BlobStore
 from lamina.plan import build_order, project_base
-from lamina.python.image import PythonSession
+from lamina.python.check import CheckedImage, Finding, check_family
+from lamina.python.image import PinConflict, PythonSession
 
 
 @dataclass
@@ -55,21 +56,31 @@ class Family:
         With ``lock_only``, resolve and lock without building a layer (``lamina lock``).
         """
         order = build_order(self.config, names)
+        self.conflicts: list[Finding] = []
         done: dict[str, BuiltImage] = {}
         siblings: dict[str, Base] = {}
         try:
             for wave in _waves(self.config, order):
                 with ThreadPoolExecutor(max_workers=max(1, min(len(wave), workers()))) as pool:
                     one = self._lock_one if lock_only else self._build_one
-                    results = list(pool.map(lambda n: one(self.config.image(n), siblings), wave))
-                for built in results:
+                    results = list(pool.map(lambda n: self._collecting(one, self.config.image(n), siblings), wave))
+                for built in filter(None, results):
                     done[built.name] = built
                     spec = self.config.image(built.name)
                     siblings[built.name] = Base(built.image, self.base_name(spec), built.debian, built.python)
         finally:
             self.close()
         self.lock.save()
-        return [done[n] for n in order]
+        return [done[n] for n in order if n in done]
+
+    def _collecting(self, one: Callable[[ImageSpec, dict[str, Base]], BuiltImage], spec: ImageSpec,
+                    siblings: dict[str, Base]) -> BuiltImage | None:
+        """Build one image; a pin conflict becomes a finding (the image is skipped) so every one is reported."""
+        try:
+            return one(spec, siblings)
+        except PinConflict as conflict:
+            self.conflicts.extend(conflict.findings)
+            return None
 
     def base_name(self, spec: ImageSpec) -> str:
         """How an image of the project is named as the base of another (its annotation)."""
@@ -99,6 +110,28 @@ class Family:
             return lock_image(spec, store=self.store, registries=self.registries, options=self.options,
                               project_root=self.config.root, siblings=dict(siblings), debian=self.debian,
                               python=self.python)
+
+    def check(self, built: Sequence[BuiltImage]) -> list[Finding]:
+        """``lamina check`` on built (or locked) images: what would fail at run time, found now."""
+        return self.conflicts + check_family([self._checked(b) for b in built if b.python is not None], self.store)
+
+    def _checked(self, built: BuiltImage) -> CheckedImage:
+        spec = self.config.image(built.name)
+        state = built.python
+        assert state is not None
+        base_state = built.base.python if built.base else None
+        base_dists = base_state.dists if base_state else {}
+        added = tuple(d for name, d in sorted(state.dists.items()) if name not in base_dists)
+        service = spec.service
+        return CheckedImage(
+            name=built.name,
+            all_dists=tuple(d for _, d in sorted(state.dists.items())),
+            added=added,
+            base_name=built.base.name if built.base else None,
+            base_pins=base_state.pins if base_state else {},
+            service_code=service.code if service else None,
+            service_requirements=service.requirements if service else None,
+        )
 
     def close(self) -> None:
         self.debian.close()

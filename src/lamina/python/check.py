@@ -18,9 +18,13 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from lamina.python.requirements import DeclaredRequirement
+from lamina.oci.store import BlobStore
+from lamina.python.requirements import DeclaredRequirement, read_requirements
+from lamina.python.resolve import LockedDist
+from lamina.python.wheels import fetch_wheels
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
+MODULES_KIND = "wheel-modules"
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,7 @@ def check_service(
         base_version = base_pins.get(req.name)
         if base_version is None:
             continue
-        if not _allows(req, base_version):
+        if not allows(req, base_version):
             findings.append(Finding(ERROR, "conflicting-pin", image, req.where,
                                     f"requires {req.requirement}, but its base {base_name} has {req.name}=={base_version}",
                                     f"use the base's version, or change it in the base's requirements and rebuild {base_name}"))
@@ -145,8 +149,61 @@ def check_service(
     return findings
 
 
-def _allows(req: DeclaredRequirement, version: str) -> bool:
+def allows(req: DeclaredRequirement, version: str) -> bool:
+    """Does the requirement accept this installed version?"""
     try:
         return req.requirement.specifier.contains(Version(version), prereleases=True)
     except InvalidVersion:
         return True
+
+
+def modules_of_dists(dists: Iterable[LockedDist], store: BlobStore) -> dict[str, str]:
+    """module → distribution for ``dists``, read from their wheels (fetched if the store lacks them)."""
+    dists = list(dists)
+    mapping: dict[str, str] = {}
+    missing = []
+    for dist in dists:
+        record = store.get_key(MODULES_KIND, dist.sha256)
+        if record is None:
+            missing.append(dist)
+        else:
+            mapping.update({m: dist.name for m in record["modules"]})
+    if missing:
+        paths = fetch_wheels(missing, store)
+        for dist in missing:
+            modules = sorted(wheel_modules(paths[dist.name]))
+            store.put_key(MODULES_KIND, dist.sha256, {"modules": modules})
+            mapping.update({m: dist.name for m in modules})
+    return mapping
+
+
+def check_family(images: Sequence[CheckedImage], store: BlobStore) -> list[Finding]:
+    """Findings for every service among ``images`` (the family, bases included for context)."""
+    family: dict[str, tuple[str, str]] = {}
+    for image in images:
+        for module, dist in modules_of_dists(image.added, store).items():
+            family.setdefault(module, (dist, image.name))
+    findings: list[Finding] = []
+    for image in images:
+        if image.service_code is None:
+            continue
+        provided = modules_of_dists(image.all_dists, store)
+        own = modules_of_dists(image.added, store)
+        declared = read_requirements(image.service_requirements) if image.service_requirements else []
+        findings += check_service(image.name, image.service_code, declared, provided=provided,
+                                  base_name=image.base_name or "its base", base_pins=image.base_pins,
+                                  own_dists=own, family=family)
+    return findings
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    """What the checks need to know of one built image."""
+
+    name: str
+    all_dists: tuple[LockedDist, ...]
+    added: tuple[LockedDist, ...]
+    base_name: str | None
+    base_pins: Mapping[str, str]
+    service_code: tuple[Path, ...] | None = None
+    service_requirements: Path | None = None

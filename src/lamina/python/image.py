@@ -19,7 +19,9 @@ from lamina.lock import Lock
 from lamina.oci.layer import LayerSpec, cached_layer, input_key
 from lamina.oci.model import Image
 from lamina.oci.store import BlobStore
+from lamina.python.check import ERROR, Finding, allows
 from lamina.python.layers import LAYER_BUDGET, PythonLayers, check_budget, group_dists
+from lamina.python.requirements import DeclaredRequirement, read_requirements
 from lamina.python.resolve import Indexes, LockedDist, inputs_fingerprint, resolve
 from lamina.python.target import PythonTarget, target_from_config
 from lamina.python.venv import venv_entries, venv_env
@@ -35,10 +37,22 @@ class PythonState:
 
     target: PythonTarget
     dists: Mapping[str, LockedDist] = field(default_factory=dict)
+    #: distribution → where it comes from, e.g. "base-ml (libs/requirements-ml.txt:3)"
+    origins: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def pins(self) -> dict[str, str]:
         return {name: d.version for name, d in self.dists.items()}
+
+
+class PinConflict(LaminaError):
+    """A service's requirements contradict what its base has installed (found before resolving)."""
+
+    def __init__(self, image: str, findings: list[Finding]) -> None:
+        lines = "\n".join(f"  {f.where}: {f.message}" for f in findings)
+        super().__init__(f"image {image!r} conflicts with its base:\n{lines}",
+                         hint=findings[0].hint)
+        self.findings = findings
 
 
 @dataclass
@@ -87,6 +101,8 @@ class PythonSession:
                    *, makes_venv: bool) -> tuple[dict[str, Any], PythonState]:
         """The image's lock section (re-resolved when stale or asked to), and the resulting state."""
         constraints = base_state.pins if base_state else {}
+        declared = [r for path in spec.requirements for r in read_requirements(path)]
+        self._check_pins(spec, declared, base_state)
         extra = list(spec.python_packages) + ([t for t in VENV_TOOLS if t not in constraints] if makes_venv else [])
         fingerprint = inputs_fingerprint(spec.requirements, extra, target, constraints, self.indexes)
         section = self.lock.section(spec.name, LOCK_KIND)
@@ -100,7 +116,27 @@ class PythonSession:
         added = [LockedDist.from_lock(d) for d in section["dists"]]
         dists = dict(base_state.dists) if base_state else {}
         dists.update({d.name: d for d in added})
-        return section, PythonState(target, dists)
+        where = {r.name: r.where for r in declared}
+        origins = dict(base_state.origins) if base_state else {}
+        origins.update({d.name: f"{spec.name} ({_short(where[d.name], self.lock.path.parent)})" if d.name in where
+                        else f"{spec.name} (a dependency)" for d in added})
+        return section, PythonState(target, dists, origins)
+
+    def _check_pins(self, spec: ImageSpec, declared: Sequence[DeclaredRequirement],
+                    base_state: PythonState | None) -> None:
+        if base_state is None:
+            return
+        findings = []
+        for req in declared:
+            version = base_state.pins.get(req.name)
+            if version is not None and not allows(req, version):
+                origin = base_state.origins.get(req.name, "its base")
+                findings.append(Finding(ERROR, "conflicting-pin", spec.name, req.where,
+                                        f"requires {req.requirement}, but {req.name}=={version} is installed by {origin}",
+                                        "a service cannot change what its base has: use the base's version, or change "
+                                        "it in the base's requirements and rebuild the base"))
+        if findings:
+            raise PinConflict(spec.name, findings)
 
     def _resolve(self, spec: ImageSpec, target: PythonTarget, extra: Sequence[str], constraints: Mapping[str, str],
                  fingerprint: str) -> dict[str, Any]:
@@ -191,6 +227,11 @@ def _minor_from_env(env: Sequence[str]) -> str | None:
         if item.startswith("PYTHON_VERSION=") and (m := re.match(r"(3\.\d+)", item.split("=", 1)[1])):
             return m.group(1)
     return None
+
+
+def _short(where: str, root: Path) -> str:
+    path, _, line = where.rpartition(":")
+    return f"{_relative(Path(path), root)}:{line}"
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -1,8 +1,9 @@
-"""Ingestion: accepts documents and reports what it received (non-ML)."""
+"""Ingestion: accepts document manifests in YAML and reports what it received (non-ML)."""
 
 from __future__ import annotations
 
 import orjson
+import yaml
 from dateutil import parser as dates
 from fastapi import FastAPI, Request, Response
 
@@ -16,6 +17,7 @@ app.include_router(health_router(settings))
 
 @app.post("/documents")
 async def receive(request: Request) -> Response:
-    body = await request.body()
-    received = dates.parse("2024-04-05T10:00:00Z").isoformat()
-    return Response(orjson.dumps({"bytes": len(body), "received": received}), media_type="application/json")
+    manifest = yaml.safe_load(await request.body()) or {}
+    received = dates.parse(str(manifest.get("date", "2024-04-05T10:00:00Z"))).isoformat()
+    return Response(orjson.dumps({"documents": len(manifest.get("files", [])), "received": received}),
+                    media_type="application/json")

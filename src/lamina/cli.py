@@ -19,7 +19,9 @@ from lamina import __version__
 from lamina.build import BuildOptions, BuiltImage
 from lamina.config import ProjectConfig, find_config, load_config
 from lamina.family import Family
+from lamina.init import init_project
 from lamina.python.check import Finding
+from lamina.runtime import HealthTest, Podman
 from lamina.errors import LaminaError
 from lamina.lock import Lock
 from lamina.oci.layer import BuiltLayer
@@ -144,6 +146,36 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(check)
     check.add_argument("--json", action="store_true", help="print the findings as JSON on stdout")
     check.set_defaults(run=cmd_check, registry=None, owner=None)
+
+    init = sub.add_parser(
+        "init",
+        help="write lamina.toml for a repository laid out like the seed (libs/, apps/svc_*/)",
+        description="Find libs/requirements-base.txt, libs/requirements-ml.txt and the service folders, put each "
+        "service on base-ml when its requirements or imports need an ML-only distribution (else base-runtime), "
+        "find each service's ASGI app, and write lamina.toml. The seed's build args are flags here.",
+    )
+    init.add_argument("directory", nargs="?", default=".", help="the repository (default: .)")
+    init.add_argument("--registry", help="REGISTRY: where --push will send images")
+    init.add_argument("--owner", help="OWNER: the namespace in the registry")
+    init.add_argument("--version", default="0.1.0", help="the services' version (default: 0.1.0)")
+    init.add_argument("--base-version", help="BASE_VERSION: the bases' tag (default: the version)")
+    init.add_argument("--store", help="store directory (default: $LAMINA_STORE or ~/.cache/lamina)")
+    init.set_defaults(run=cmd_init)
+
+    test = sub.add_parser(
+        "test",
+        help="start images with podman and wait until their health checks pass",
+        description="Build the images (default: every service), write them to the OCI layout, start each with "
+        "podman and run its health check until it passes. podman's command and run flags come from "
+        "LAMINA_PODMAN and LAMINA_PODMAN_RUN_FLAGS, else [test] podman / run_flags in lamina.toml.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example, on a machine without systemd:\n"
+        "  LAMINA_PODMAN='podman --cgroup-manager cgroupfs' LAMINA_PODMAN_RUN_FLAGS='--network host' lamina test",
+    )
+    test.add_argument("images", nargs="*", metavar="IMAGE", help="images to test (default: the services)")
+    _config_args(test)
+    test.add_argument("-o", "--output", help="the OCI layout to run from (default: [project] output)")
+    test.set_defaults(run=cmd_test, registry=None, owner=None)
 
     store = sub.add_parser("store", help="inspect and clean the blob store")
     store_sub = store.add_subparsers(title="store commands", metavar="ACTION")
@@ -276,6 +308,63 @@ def cmd_check(args: argparse.Namespace) -> int:
         if not findings:
             console.print(f"checked {sum(1 for b in built if config.image(b.name).service)} services: nothing to report")
     return 1 if _errors(findings) else 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    config = _load(args)
+    podman = Podman.configured(config.podman, config.podman_run_flags)
+    if podman is None:
+        console.print("[yellow]skipped:[/] podman is not installed, so no image can be started "
+                      "(apt-get install podman, or set LAMINA_PODMAN to its command)")
+        return 0
+    names = args.images or [n for n, spec in config.images.items() if spec.service]
+    if not names:
+        raise LaminaError(f"{config.path} has no services to test", hint="name the images to test")
+    store = BlobStore.open_default(args.store)
+    tag = config.version or "latest"
+    output = Output.parse(args.output or config.output, Path.cwd() if args.output else config.root)
+    if output.kind != "oci":
+        raise LaminaError("lamina test runs images from an OCI layout", hint="use --output oci:DIR")
+    registries = Registries(insecure=frozenset(config.insecure_registries))
+    try:
+        with store.shared_lock():
+            family = _family(config, store, registries, args, tag=tag)
+            built = {b.name: b for b in _run_family(family, names)}
+            named = [Named(b.name, tag if config.image(b.name).service else config.tag_of(config.image(b.name)), b.image)
+                     for b in built.values()]
+            write_output(output, named, store, registries)
+    finally:
+        registries.close()
+    failed = 0
+    for n in (n for n in named if n.name in names):
+        healthcheck = n.image.config.json().get("config", {}).get("Healthcheck") or {}
+        with console.status(f"testing [bold]{n.ref_name}[/]: waiting for its health check…"):
+            result = HealthTest(podman, f"oci:{output.path}:{n.ref_name}", healthcheck).run()
+        if result.healthy:
+            console.print(f"[green]healthy[/] {n.ref_name} in {result.seconds:.1f}s ({result.checks} checks)")
+        else:
+            failed += 1
+            console.print(f"[bold red]unhealthy[/] {n.ref_name}: {result.detail}")
+            if result.logs:
+                console.print(escape(result.logs.rstrip()))
+    return 1 if failed else 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    root = Path(args.directory).absolute()
+    store = BlobStore.open_default(args.store)
+    with store.shared_lock(), console.status("looking at the repository…"):
+        path, layout = init_project(root, store=store, registry=args.registry, owner=args.owner,
+                                    version=args.version, base_version=args.base_version)
+    console.print(f"wrote {path}")
+    console.print(f"  base requirements: {layout.base_requirements.relative_to(root)}"
+                  + (f", ML requirements: {layout.ml_requirements.relative_to(root)}" if layout.ml_requirements else ""))
+    for service in layout.services:
+        base = "base-ml" if service.name in layout.ml_services else "base-runtime"
+        app = layout.apps.get(service.name) or "no ASGI app found (set its command)"
+        console.print(f"  {service.relative_to(root)} → on {base}, runs {app}")
+    console.print("next: lamina check, then lamina build")
+    return 0
 
 
 def _errors(findings: Sequence[Finding]) -> int:

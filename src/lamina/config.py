@@ -108,6 +108,8 @@ class ProjectConfig:
     debian_keyring: Path = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
     images: Mapping[str, ImageSpec] = field(default_factory=dict)
     python: PythonSettings = field(default_factory=PythonSettings)
+    podman: tuple[str, ...] = ()
+    podman_run_flags: tuple[str, ...] = ()
 
     @property
     def root(self) -> Path:
@@ -261,7 +263,11 @@ class _Reader:
     # the document -----------------------------------------------------------------------------
 
     def project(self, data: Mapping[str, Any]) -> ProjectConfig:
-        self.check_keys("", data, {"project": 0, "images": 0, "python": 0, "services": 0})
+        self.check_keys("", data, {"project": 0, "images": 0, "python": 0, "services": 0, "test": 0})
+        test = data.get("test", {})
+        if not isinstance(test, dict):
+            raise self.error("", "test", "expected a table [test]")
+        self.check_keys("test", test, {"podman": 0, "run_flags": 0})
         proj = data.get("project", {})
         if not isinstance(proj, dict):
             raise self.error("", "project", "expected a table [project]")
@@ -295,7 +301,9 @@ class _Reader:
                 raise self.error("services", None, f"service {spec.name!r} has the name of an image in [images]",
                                  "rename one of them")
             specs[spec.name] = spec
-        return ProjectConfig(path=self.path, images=specs, python=self.python_settings(data.get("python", {})), **values)
+        return ProjectConfig(path=self.path, images=specs, python=self.python_settings(data.get("python", {})),
+                             podman=tuple(self.str_list("test", test, "podman") or ()),
+                             podman_run_flags=tuple(self.str_list("test", test, "run_flags") or ()), **values)
 
     def python_settings(self, table: Any) -> PythonSettings:
         if not isinstance(table, dict):

@@ -24,6 +24,9 @@ from lamina.python.asgi import find_asgi_app
 
 CONFIG_NAME = "lamina.toml"
 DEFAULT_OUTPUT = "oci:build/oci"
+#: What a service's code layers leave out: build inputs and caches, not code (so bumping a requirement
+#: changes the package layers only).
+CODE_EXCLUDES = ("__pycache__", ".git", "*.pyc", "requirements*.txt")
 ENV_OVERRIDES = {
     "registry": "LAMINA_REGISTRY",
     "owner": "LAMINA_OWNER",
@@ -361,8 +364,8 @@ class _Reader:
                 raise self.error(table, "ship", f"{path} does not exist", "paths are relative to lamina.toml")
         req_name = self.get(table, body, "requirements", str, "a file name such as \"requirements.txt\"") or "requirements.txt"
         requirements = folder / req_name if (folder / req_name).is_file() else None
-        copies = [CopySpec(src=p, dest="/app/" + p.relative_to(root).as_posix(), uid=uid, gid=gid) for p in ship]
-        copies.append(CopySpec(src=folder, dest="/app/" + folder.relative_to(root).as_posix(), uid=uid, gid=gid))
+        copies = [CopySpec(src=p, dest="/app/" + p.relative_to(root).as_posix(), uid=uid, gid=gid, exclude=CODE_EXCLUDES)
+                  for p in [*ship, folder]]
         command = self.str_list(table, body, "command") or self.uvicorn(folder, table, port)
         health = self.get(table, body, "health", str, "an HTTP path such as \"/healthz\"") or "/healthz"
         probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}{health}', timeout=3)"

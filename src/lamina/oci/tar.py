@@ -11,6 +11,7 @@ non-ASCII paths and link targets). The archive ends with two zero blocks, as Go'
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import stat
@@ -149,10 +150,16 @@ def tree_entries(
 
     Symlinks are kept as links; files that are hard links of each other become one file and hard
     links to it; file modes become 0755 (any execute bit) or 0644 unless ``mode`` is given;
-    directories are 0755. ``exclude`` holds names (not paths) to skip, e.g. ``__pycache__``.
+    directories are 0755. ``exclude`` holds names (not paths) to skip, with shell wildcards, e.g.
+    ``__pycache__`` or ``requirements*.txt``.
     """
     root_path = Path(root)
-    skip = set(exclude)
+    names = {p for p in exclude if not any(c in p for c in "*?[")}
+    patterns = [p for p in exclude if p not in names]
+
+    def skipped(name: str) -> bool:
+        return name in names or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
     if not root_path.exists():
         raise LaminaError(f"{root_path} does not exist", hint="check the copy source in lamina.toml")
     if root_path.is_file():
@@ -163,7 +170,7 @@ def tree_entries(
 
     def walk(directory: str, image_dir: str) -> None:
         with os.scandir(directory) as it:
-            children = sorted((e for e in it if e.name not in skip), key=lambda e: e.name)
+            children = sorted((e for e in it if not skipped(e.name)), key=lambda e: e.name)
         for child in children:
             image_path = image_dir + child.name
             st = child.stat(follow_symlinks=False)

@@ -8,6 +8,7 @@ Registry, owner and version can be overridden by environment (``LAMINA_REGISTRY`
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import os
 import re
 import tomllib
@@ -337,7 +338,9 @@ class _Reader:
         pattern = self.get("services", defaults, "glob", str, "a glob such as \"apps/svc_*\"")
         if not pattern:
             raise self.error("services", None, "needs glob = \"apps/svc_*\" (where the service folders are)")
-        folders = sorted(p for p in self.path.parent.glob(pattern) if p.is_dir() and p.name != "__pycache__")
+        excluded = self.str_list("services", defaults, "exclude") or []
+        folders = sorted(p for p in self.path.parent.glob(pattern) if p.is_dir() and p.name != "__pycache__"
+                         and not any(fnmatch.fnmatchcase(p.name, x) for x in excluded))
         by_name = {f.name: f for f in folders} | {service_name(f): f for f in folders}
         for key in overrides:
             if key not in by_name:
@@ -586,7 +589,7 @@ _IMAGE_KEYS = dict.fromkeys(
 )
 _PYTHON_KEYS = dict.fromkeys(["index_url", "extra_index_urls", "find_links", "manylinux"])
 _SERVICE_KEYS = dict.fromkeys(
-    ["glob", "base", "ship", "requirements", "python_packages", "packages", "port", "health", "user", "command", "env",
+    ["glob", "exclude", "base", "ship", "requirements", "python_packages", "packages", "port", "health", "user", "command", "env",
      "labels", "platform"]
 )
 _COPY_KEYS = dict.fromkeys(["src", "dest", "mode", "owner", "exclude"])

@@ -35,7 +35,9 @@ class Lock:
 
     @classmethod
     def for_config(cls, config_path: Path) -> Lock:
-        return cls.load(config_path.parent / LOCK_NAME)
+        """``lamina.lock`` beside ``lamina.toml``; ``NAME.lock`` beside another ``NAME.toml`` (a profile)."""
+        name = LOCK_NAME if config_path.name == "lamina.toml" else config_path.with_suffix(".lock").name
+        return cls.load(config_path.parent / name)
 
     @classmethod
     def load(cls, path: Path) -> Lock:

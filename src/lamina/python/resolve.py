@@ -17,9 +17,11 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
-from packaging.utils import canonicalize_name
+from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from lamina.errors import LaminaError
 from lamina.python.target import PythonTarget
@@ -130,20 +132,52 @@ def resolve(
         result = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if result.returncode != 0:
             raise _resolution_error(result.stderr, where, requirements)
-        return parse_pylock((Path(tmp) / "pylock.toml").read_text(), where)
+        return parse_pylock((Path(tmp) / "pylock.toml").read_text(), where, target)
 
 
-def parse_pylock(text: str, where: str) -> list[LockedDist]:
-    """The wheels of a ``pylock.toml`` written by ``uv pip compile``."""
+def target_tags(target: PythonTarget) -> list[Tag]:
+    """The wheel tags the target accepts, best first (as pip ranks them)."""
+    arch = target.uv_platform.split("-", 1)[0]
+    glibc_minor = int(target.manylinux.rsplit("_", 1)[1])
+    platforms = []
+    for minor in range(glibc_minor, 4, -1):
+        platforms.append(f"manylinux_2_{minor}_{arch}")
+        legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}.get(minor)
+        if legacy:
+            platforms.append(f"{legacy}_{arch}")
+    platforms.append(f"linux_{arch}")
+    version = tuple(int(p) for p in target.minor.split("."))
+    interpreter = f"cp{version[0]}{version[1]}"
+    return [*cpython_tags(version, platforms=platforms), *compatible_tags(version, interpreter, platforms)]
+
+
+def best_wheel(wheels: Sequence[Mapping[str, Any]], ranking: Mapping[Tag, int]) -> Mapping[str, Any] | None:
+    """The wheel whose best tag ranks first for the target (uv may list several that fit)."""
+    def rank(wheel: Mapping[str, Any]) -> int:
+        filename = unquote(urlparse(wheel.get("url") or wheel.get("path", "")).path.rsplit("/", 1)[-1])
+        try:
+            tags = parse_wheel_filename(filename)[3]
+        except InvalidWheelFilename:
+            return len(ranking)
+        return min((ranking.get(tag, len(ranking)) for tag in tags), default=len(ranking))
+
+    ranked = sorted(wheels, key=rank)
+    return ranked[0] if ranked and rank(ranked[0]) < len(ranking) else None
+
+
+def parse_pylock(text: str, where: str, target: PythonTarget | None = None) -> list[LockedDist]:
+    """The wheels of a ``pylock.toml`` written by ``uv pip compile`` (the best one per package)."""
     data = tomllib.loads(text)
+    ranking = {tag: i for i, tag in enumerate(target_tags(target))} if target else None
     dists = []
     for package in data.get("packages", []):
         name = canonicalize_name(package["name"])
         wheels = package.get("wheels") or []
-        if len(wheels) != 1:
-            raise LaminaError(f"{where}: {name} {package.get('version')} has no single wheel for this platform",
+        wheel = wheels[0] if len(wheels) == 1 and ranking is None else (
+            best_wheel(wheels, ranking) if ranking is not None else None)
+        if wheel is None:
+            raise LaminaError(f"{where}: {name} {package.get('version')} has no wheel for this platform",
                               hint="it is published as a source distribution only; pick a release with wheels")
-        wheel = wheels[0]
         url = wheel.get("url") or Path(wheel["path"]).absolute().as_uri()
         dists.append(LockedDist(name, str(package["version"]), url, wheel["hashes"]["sha256"], wheel.get("size")))
     return sorted(dists, key=lambda d: d.name)

@@ -18,6 +18,7 @@ from rich.table import Table
 from lamina import __version__
 from lamina.build import BuildOptions, BuiltImage
 from lamina.config import ProjectConfig, find_config, load_config
+from lamina.export import KINDS, collect, out_folder, render, stale, write
 from lamina.family import Family
 from lamina.init import init_project
 from lamina.python.check import Finding
@@ -176,6 +177,29 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(test)
     test.add_argument("-o", "--output", help="the OCI layout to run from (default: [project] output)")
     test.set_defaults(run=cmd_test, registry=None, owner=None)
+
+    export = sub.add_parser(
+        "export",
+        help="write the seed's Dockerfiles, docker-bake.json and build scripts for BuildKit/buildah users",
+        description="Generate, from lamina.toml and lamina.lock, one Dockerfile per image (pinned to the lock: "
+        "apt name=version, pip --require-hashes), the seed's build scripts (dockerfiles), docker-bake.json (bake), "
+        "or both (all), with a .dockerignore and a README, into infra/docker/ (or --out). Same config and lock, "
+        "same bytes: --check exits 1 naming the files that differ (for CI).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  lamina export all                        write infra/docker/\n"
+        "  lamina export dockerfiles --check        exit 1 when the committed files are stale\n"
+        "  lamina export bake --lock                resolve what lamina.lock lacks first",
+    )
+    export.add_argument("kind", choices=KINDS, help="dockerfiles (and build scripts), bake (docker-bake.json), or all")
+    _config_args(export)
+    export.add_argument("--out", metavar="DIR", help="output folder inside the project (default: infra/docker)")
+    export.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 naming the files that differ from what would be written")
+    export.add_argument("--lock", action="store_true",
+                        help="resolve what lamina.lock lacks (or what changed) first, and write it")
+    export.add_argument("--registry", help="REGISTRY default in the files (overrides config and LAMINA_REGISTRY)")
+    export.add_argument("--owner", help="OWNER default in the files (overrides config and LAMINA_OWNER)")
+    export.set_defaults(run=cmd_export)
 
     store = sub.add_parser("store", help="inspect and clean the blob store")
     store_sub = store.add_subparsers(title="store commands", metavar="ACTION")
@@ -348,6 +372,53 @@ def cmd_test(args: argparse.Namespace) -> int:
             if result.logs:
                 console.print(escape(result.logs.rstrip()))
     return 1 if failed else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if not config.images:
+        raise LaminaError(f"{config.path} declares no images", hint="add an [images.NAME] table")
+    folder, relative = out_folder(config, args.out)
+    store = BlobStore.open_default(args.store)
+    registries = Registries(insecure=frozenset(config.insecure_registries))
+    try:
+        with store.shared_lock():
+            family = _family(config, store, registries, args, tag=config.version or "latest", locked=not args.lock)
+            try:
+                built = _run_family(family, list(config.images), lock_only=True)
+            except LaminaError as e:
+                if args.lock or "lamina lock" not in (e.hint or ""):
+                    raise
+                raise LaminaError(e.message, hint=f"run `lamina lock` and commit {family.lock.path.name}, "
+                                  f"or `lamina export {args.kind} --lock` to resolve it first") from None
+    finally:
+        registries.close()
+    if family.conflicts:
+        _print_findings(family.conflicts)
+        raise LaminaError(f"{len(family.conflicts)} pin conflict(s): these images cannot be built, nor exported")
+    if family.debian.resolved or family.python.resolved:
+        resolved = sorted(set(family.debian.resolved) | set(family.python.resolved))
+        console.print(f"resolved packages of {', '.join(resolved)} into {family.lock.path.name}")
+    files = render(collect(config, built, family.lock, relative), args.kind)
+    shown = _short_path(str(folder))
+    if args.check:
+        problems = stale(folder, files, args.kind)
+        for path, why in problems:
+            console.print(f"[bold red]stale[/] {escape(shown)}/{escape(path)}: {why}")
+        if problems:
+            console.print(f"run `lamina export {args.kind}` to regenerate {len(problems)} file(s)"
+                          + (f" (--out {escape(args.out)})" if args.out else ""))
+            return 1
+        console.print(f"{len(files)} files in {escape(shown)} are up to date")
+        return 0
+    result = write(folder, files, args.kind)
+    for path in result.written:
+        console.print(f"wrote {escape(shown)}/{escape(path)}")
+    for path in result.removed:
+        console.print(f"removed {escape(shown)}/{escape(path)} (no longer generated)")
+    console.print(f"{len(result.written)} written, {len(result.unchanged)} unchanged, {len(result.removed)} removed "
+                  f"in {escape(shown)}")
+    return 0
 
 
 def cmd_init(args: argparse.Namespace) -> int:

@@ -89,6 +89,7 @@ class PythonSettings:
     extra_index_urls: tuple[str, ...] = ()
     find_links: tuple[str, ...] = ()
     manylinux: str = "manylinux_2_28"
+    no_index: bool = False
 
 
 @dataclass(frozen=True)
@@ -324,6 +325,7 @@ class _Reader:
             extra_index_urls=tuple(self.str_list("python", table, "extra_index_urls") or ()),
             find_links=tuple(links),
             manylinux=manylinux,
+            no_index=bool(self.get("python", table, "no_index", bool, "true or false")),
         )
 
     def services(self, table: Any, default_platform: Platform) -> list[ImageSpec]:
@@ -587,7 +589,7 @@ _IMAGE_KEYS = dict.fromkeys(
     ["from", "platform", "copy", "symlinks", "env", "workdir", "user", "entrypoint", "cmd", "expose", "labels", "healthcheck",
      "annotations", "repository", "tags", "packages", "requirements", "python_packages", "python"]
 )
-_PYTHON_KEYS = dict.fromkeys(["index_url", "extra_index_urls", "find_links", "manylinux"])
+_PYTHON_KEYS = dict.fromkeys(["index_url", "extra_index_urls", "find_links", "manylinux", "no_index"])
 _SERVICE_KEYS = dict.fromkeys(
     ["glob", "exclude", "base", "ship", "requirements", "python_packages", "packages", "port", "health", "user", "command", "env",
      "labels", "platform"]

@@ -65,7 +65,7 @@ class PreparedPython:
 
 
 def indexes_of(settings: PythonSettings) -> Indexes:
-    return Indexes(settings.index_url, settings.extra_index_urls, settings.find_links)
+    return Indexes(settings.index_url, settings.extra_index_urls, settings.find_links, settings.no_index)
 
 
 class PythonSession:

@@ -10,12 +10,14 @@ slower the first time).
 from __future__ import annotations
 
 import base64
-import compileall
 import csv
 import hashlib
+import importlib.util
 import io
 import os
-import py_compile
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 from installer import install
@@ -23,6 +25,7 @@ from installer.destinations import SchemeDictionaryDestination
 from installer.sources import WheelFile
 
 from lamina.errors import LaminaError
+from lamina.oci.compress import workers
 from lamina.oci.tar import Entry, tree_entries
 from lamina.python.target import PythonTarget
 
@@ -49,7 +52,8 @@ def install_wheel(wheel: Path, name: str, target: PythonTarget, staging: Path, *
         bytecode_optimization_levels=(),
     )
     try:
-        with WheelFile.open(wheel) as source:
+        with WheelFile.open(wheel) as source, warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # installer skips __pycache__ files of bad wheels
             install(source=source, destination=destination, additional_metadata={"INSTALLER": INSTALLER_NAME})
     except Exception as e:  # installer raises plain exceptions for bad wheels
         raise LaminaError(f"cannot install {wheel.name}: {e}", hint="the wheel is broken or not for this Python") from e
@@ -58,19 +62,28 @@ def install_wheel(wheel: Path, name: str, target: PythonTarget, staging: Path, *
 
 
 def compile_site_packages(staging: Path, target: PythonTarget) -> None:
-    """Compile every ``.py`` under the staged site-packages and add the ``.pyc`` files to RECORD."""
+    """Compile every ``.py`` under the staged site-packages and add the ``.pyc`` files to RECORD.
+
+    Always in a fresh ``python -m compileall``: marshal marks objects by their reference counts, so
+    bytecode compiled inside a busy process (lamina's, with its own modules loaded) can differ from the
+    same compiled elsewhere. A fresh interpreter gives the same bytes every time. It also keeps the GIL-
+    bound compiling out of this process, whose threads are compressing other layers meanwhile.
+    """
     root = staging / target.site_packages.lstrip("/")
-    compiled: list[Path] = []
-    for source in sorted(root.rglob("*.py")):
-        image_path = "/" + str(source.relative_to(staging))
-        cfile = Path(compileall.importlib.util.cache_from_source(str(source)))  # type: ignore[attr-defined]
-        try:
-            py_compile.compile(str(source), cfile=str(cfile), dfile=image_path, doraise=True,
-                               invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-        except py_compile.PyCompileError:
-            continue  # e.g. a Python 2 file shipped as data: the interpreter would not compile it either
-        compiled.append(cfile)
-    _add_to_record(root, compiled)
+    sources = sorted(root.rglob("*.py"))
+    if not sources:
+        return
+    jobs = str(workers()) if len(sources) >= PARALLEL_COMPILE else "1"
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "-j", jobs, "--invalidation-mode", "unchecked-hash",
+         "-s", str(staging), "-p", "/", str(root)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,  # Python 2 files fail, as they would
+    )
+    compiled = [Path(importlib.util.cache_from_source(str(s))) for s in sources]
+    _add_to_record(root, [c for c in compiled if c.exists()])
+
+
+PARALLEL_COMPILE = 500  # below this many files, the process pool costs more than it saves
 
 
 def _add_to_record(site_packages: Path, files: list[Path]) -> None:

@@ -34,9 +34,10 @@ class Indexes:
     index_url: str | None = None
     extra_index_urls: tuple[str, ...] = ()
     find_links: tuple[str, ...] = ()
+    no_index: bool = False
 
     def uv_args(self) -> list[str]:
-        args = ["--index-url", self.index_url] if self.index_url else []
+        args = ["--no-index"] if self.no_index else (["--index-url", self.index_url] if self.index_url else [])
         for url in self.extra_index_urls:
             args += ["--extra-index-url", url]
         for link in self.find_links:
@@ -44,7 +45,8 @@ class Indexes:
         return args
 
     def fingerprint(self) -> str:
-        return "|".join([self.index_url or "", *self.extra_index_urls, "#", *self.find_links])
+        parts = [self.index_url or "", *self.extra_index_urls, "#", *self.find_links]
+        return "|".join(parts + ["no-index"] if self.no_index else parts)
 
 
 @dataclass(frozen=True)

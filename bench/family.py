@@ -1,0 +1,393 @@
+"""The seed's image family, lamina vs buildah, same machine, same run.
+
+    python bench/family.py                  # the CI-sized family (examples/tax-agent), a few minutes
+    python bench/family.py --profile full   # the seed's real stack (CPU torch, transformers, ...), ~30-60 min
+    python bench/family.py --runs 3 --scenarios cold,app,noop
+
+The peer builds the Dockerfiles that `lamina export dockerfiles` writes for the same family (the seed's own
+patterns) with `buildah bud --layers` (its step cache, as Docker's default) on the overlay driver, and pushes
+with `buildah push`. Both tools start from the same Python base (built by lamina from Debian packages, with
+python3-venv for the peer's `python -m venv`), pushed beforehand to each tool's own loopback registry, and
+both install from the same pre-downloaded wheelhouse (pip with --no-index, lamina with a find-links index),
+so the network is not what is measured. Bytes uploaded are read from each registry's storage (the sizes of
+the blobs that appeared), not from the tools' reports.
+
+Scenarios (each a whole-family build and push, timed as the median of N runs, with min and max):
+  cold   empty build caches (lamina's store, buildah's storage), empty registry but for the Python base
+  app    one line of one service's code changed
+  ml     one ML library moved one version
+  core   one base-runtime library moved one version
+  noop   nothing changed
+
+Writes bench/results/family-PROFILE.md and .json. Nothing here is asserted: the numbers are for people.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "tax-agent"
+RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from registry_servers import RegistryServer  # noqa: E402  (the tests' real docker-registry runner)
+
+PROFILES = {
+    # config, services touched by the app scenario, (file, old, new) of the ML and core bumps
+    "ci": ("lamina.toml", "apps/svc_forms/main.py",
+           ("libs/requirements-ml.txt", "scikit-learn==1.6.0", "scikit-learn==1.6.1"),
+           ("libs/requirements-base.txt", "orjson==3.10.13", "orjson==3.10.12")),
+    "full": ("lamina.full.toml", "apps/svc_forms/main.py",
+             ("libs/requirements-ml-full.txt", "nltk==3.9.4", "nltk==3.9.3"),
+             ("libs/requirements-base-full.txt", "orjson==3.12.0", "orjson==3.11.9")),
+}
+SCENARIOS = ("cold", "app", "ml", "core", "noop")
+PODMAN_LIKE = ["--storage-driver", "overlay"]
+PYTHON_BASE_PACKAGES = ["python3", "python3-venv", "ca-certificates", "tzdata", "libstdc++6"]
+
+
+@dataclass
+class Sample:
+    wall: float = 0.0
+    cpu: float = 0.0
+    rss_mb: int = 0
+    uploaded: int = 0
+
+
+@dataclass
+class Row:
+    scenario: str
+    tool: str
+    samples: list[Sample] = field(default_factory=list)
+    images: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def median(self, attr: str) -> float:
+        return statistics.median(getattr(s, attr) for s in self.samples)
+
+    def span(self, attr: str) -> tuple[float, float]:
+        values = [getattr(s, attr) for s in self.samples]
+        return min(values), max(values)
+
+
+def timed(cmd: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None, log: Path) -> Sample:
+    """Run one command under GNU time; a failure stops the benchmark with its output."""
+    with tempfile.NamedTemporaryFile("r", prefix="bench-time-") as report:
+        start = time.perf_counter()
+        result = subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", report.name, *cmd], cwd=cwd,
+                                env={**os.environ, **(env or {})}, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        with open(log, "a") as out:
+            out.write(f"$ {' '.join(cmd)}\n{result.stdout}{result.stderr}\n")
+        if result.returncode != 0:
+            raise SystemExit(f"failed ({result.returncode}): {' '.join(cmd)}\n{result.stderr[-3000:]}\n(log: {log})")
+        user, system, rss = report.read().split()[-3:]
+    return Sample(wall, float(user) + float(system), int(rss) // 1024)
+
+
+def merge(samples: Sequence[Sample]) -> Sample:
+    return Sample(sum(s.wall for s in samples), sum(s.cpu for s in samples), max(s.rss_mb for s in samples))
+
+
+def blob_bytes(registry: RegistryServer) -> dict[str, int]:
+    blobs = registry.storage / "docker/registry/v2/blobs/sha256"
+    return {p.parent.name: p.stat().st_size for p in blobs.glob("*/*/data")} if blobs.exists() else {}
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.profile = args.profile
+        self.config_name, self.app_file, self.ml_bump, self.core_bump = PROFILES[args.profile]
+        self.work = Path(args.workdir or tempfile.mkdtemp(prefix=f"lamina-bench-{args.profile}-"))
+        self.log = self.work / "commands.log"
+        self.project = self.work / "project"
+        self.wheelhouse = self.work / "wheelhouse"
+        self.registries: dict[str, RegistryServer] = {}
+
+    # -- setup ----------------------------------------------------------------------------------
+
+    def lamina(self, *args: str, store: Path, check: bool = True) -> Sample:
+        env = {"LAMINA_STORE": str(store), "PYTHONPATH": str(ROOT / "src"), "NO_PROXY": "127.0.0.1,localhost"}
+        return timed([sys.executable, "-m", "lamina", *args], cwd=self.project, env=env, log=self.log)
+
+    def setup(self) -> None:
+        print(f"workdir {self.work}", flush=True)
+        shutil.copytree(EXAMPLE, self.project, ignore=shutil.ignore_patterns("build", "__pycache__", "infra"))
+        self.config = self.project / self.config_name
+        self.fill_wheelhouse()
+        for tool in ("lamina", "buildah"):
+            server = RegistryServer(self.work / f"registry-{tool}")
+            server.workdir.mkdir(parents=True)
+            self.registries[tool] = server.start()
+        self.push_python_base()
+        self.write_bench_config()
+        self.use_registry("lamina")
+        self.lamina("lock", "--config", self.config.name, store=self.work / "setup-store")
+        self.bumped = {"ml": False, "core": False}
+
+    def fill_wheelhouse(self) -> None:
+        """Lock every variant the scenarios need (from PyPI), then copy the locked wheels to a folder."""
+        store = self.work / "setup-store"
+        self.wheelhouse.mkdir()
+        for bump in (None, self.ml_bump, self.core_bump):
+            if bump:
+                self.edit(bump[0], bump[1], bump[2])
+            self.lamina("lock", "--config", self.config.name, store=store)
+            lock = self.config.with_suffix(".lock") if self.config.name != "lamina.toml" else self.project / "lamina.lock"
+            self.copy_wheels(lock, store)
+            if bump:
+                self.edit(bump[0], bump[2], bump[1])
+        self.lamina("lock", "--config", self.config.name, store=store)
+
+    def copy_wheels(self, lock: Path, store: Path) -> None:
+        from lamina.lock import Lock
+        from lamina.oci.store import BlobStore
+        from lamina.python.resolve import LockedDist
+        from lamina.python.wheels import fetch_wheels
+
+        data = Lock.load(lock)
+        dists = [LockedDist.from_lock(d) for image in data.data.get("images", {}).values()
+                 for d in image.get("python", {}).get("dists", [])]
+        paths = fetch_wheels(dists, BlobStore(store))
+        for dist in dists:
+            target = self.wheelhouse / dist.filename
+            if not target.exists():
+                shutil.copy(paths[dist.name], target)
+
+    def push_python_base(self, only: str | None = None) -> None:
+        """The Python base both tools start from, built by lamina, pushed to both registries."""
+        base = self.work / "python-base"
+        base.mkdir(exist_ok=True)
+        packages = ", ".join(f'"{p}"' for p in PYTHON_BASE_PACKAGES)
+        (base / "lamina.toml").write_text(
+            f'[project]\nversion = "base"\n\n[images.python]\nfrom = "debian:bookworm"\npackages = [{packages}]\n'
+            'user = "app"\n')
+        for tool, server in self.registries.items():
+            if only not in (None, tool):
+                continue
+            timed([sys.executable, "-m", "lamina", "build", "--push", "--registry", server.host, "--owner", "bench"],
+                  cwd=base, env={"LAMINA_STORE": str(self.work / "setup-store"), "PYTHONPATH": str(ROOT / "src")},
+                  log=self.log)
+
+    def write_bench_config(self) -> None:
+        """The profile's config, on the pushed Python base, installing from the wheelhouse only."""
+        text = self.config.read_text()
+        text = re.sub(r'(?ms)^\[images\.python\].*?(?=^\[)', "", text)
+        text = text.replace('from = "python"', 'from = "REGISTRY/bench/python:base"')
+        text = re.sub(r'(?m)^registry = .*$', 'registry = "REGISTRY"', text)
+        text = re.sub(r'(?m)^owner = .*$', 'owner = "bench"', text)
+        text = re.sub(r'(?ms)^\[python\].*?(?=^\[)', "", text)
+        text += f'\n[python]\nfind_links = ["{self.wheelhouse}"]\nno_index = true\n'
+        self.template = text
+
+    def use_registry(self, tool: str) -> None:
+        self.config.write_text(self.template.replace("REGISTRY", self.registries[tool].host))
+
+    def edit(self, rel: str, old: str, new: str) -> None:
+        path = self.project / rel
+        text = path.read_text()
+        if old not in text:
+            raise SystemExit(f"{rel} does not contain {old!r}")
+        path.write_text(text.replace(old, new, 1))
+
+    # -- the tools ------------------------------------------------------------------------------
+
+    def lamina_family(self, store: Path) -> Sample:
+        self.use_registry("lamina")
+        return self.lamina("build", "--config", self.config.name, "--locked", "--push", "--no-check", store=store)
+
+    def buildah_family(self, root: Path) -> Sample:
+        self.use_registry("buildah")
+        registry = self.registries["buildah"].host
+        export = self.project / "infra" / "docker-bench"
+        shutil.rmtree(export, ignore_errors=True)
+        self.lamina("export", "dockerfiles", "--config", self.config.name, "--out", str(export),
+                    store=self.work / "setup-store")
+        plan = json.loads((export / "build-order.json").read_text()) if (export / "build-order.json").exists() else None
+        order = plan or self.export_order(export)
+        pip_conf = self.work / "pip.conf"
+        pip_conf.write_text("[global]\nno-index = true\nfind-links = /wheels\n")
+        buildah = ["buildah", "--root", str(root / "root"), "--runroot", str(root / "run"), *PODMAN_LIKE]
+        samples = []
+        tags = []
+        for name, dockerfile, tag in order:
+            samples.append(timed([*buildah, "bud", "--layers", "--isolation", "chroot", "--network", "host",
+                                  "--tls-verify=false", "-v", f"{self.wheelhouse}:/wheels:ro",
+                                  "-v", f"{pip_conf}:/etc/pip.conf:ro", "--build-arg", f"REGISTRY={registry}",
+                                  "--build-arg", "OWNER=bench", "-f", str(export / dockerfile), "-t", tag, "."],
+                                 cwd=self.project, log=self.log))
+            tags.append(tag)
+        for tag in tags:
+            samples.append(timed([*buildah, "push", "--tls-verify=false", tag], cwd=self.project, log=self.log))
+        return merge(samples)
+
+    def export_order(self, export: Path) -> list[tuple[str, str, str]]:
+        """(image, Dockerfile, tag) in build order, from the config."""
+        from lamina.config import load_config
+        from lamina.plan import build_order
+
+        config = load_config(self.config)
+        order = []
+        for name in build_order(config, list(config.images)):
+            spec = config.image(name)
+            dockerfile = next((p.name for p in export.glob(f"{name}.Dockerfile")), f"{name}.Dockerfile")
+            order.append((name, dockerfile, str(config.target(spec))))
+        return order
+
+    # -- scenarios ------------------------------------------------------------------------------
+
+    def run(self) -> list[Row]:
+        """Each run makes one change, then both tools build and push the family from their own caches."""
+        rows = []
+        caches = {"lamina": self.work / "lamina-store", "buildah": self.work / "buildah"}
+        builders = {"lamina": self.lamina_family, "buildah": self.buildah_family}
+        for scenario in [s for s in SCENARIOS if s in self.args.scenarios.split(",")]:
+            by_tool = {tool: Row(scenario, tool) for tool in caches}
+            runs = self.args.runs_cold if scenario == "cold" and self.args.runs_cold else self.args.runs
+            for n in range(runs):
+                self.change(scenario, n)
+                for tool, cache in caches.items():
+                    if scenario == "cold":
+                        self.reset(tool, cache)
+                    elif not cache.exists():
+                        raise SystemExit(f"scenario {scenario} starts from the caches the cold scenario leaves")
+                    before = blob_bytes(self.registries[tool])
+                    sample = builders[tool](cache)
+                    sample.uploaded = sum(size for d, size in blob_bytes(self.registries[tool]).items() if d not in before)
+                    by_tool[tool].samples.append(sample)
+                    print(f"{scenario:5} {tool:8} run {n + 1}: {sample.wall:7.1f}s wall, {sample.cpu:7.1f}s CPU, "
+                          f"{sample.rss_mb} MB RSS, {sample.uploaded / 1e6:.1f} MB uploaded", flush=True)
+            for tool, row in by_tool.items():
+                row.images = self.image_facts(tool)
+                rows.append(row)
+        return rows
+
+    def change(self, scenario: str, n: int) -> None:
+        """Make the scenario's change. Bumps alternate direction, so every run moves one version."""
+        if scenario == "app":
+            path = self.project / self.app_file
+            text = re.sub(r"Form \{\{ number \}\}( r\d+)?", "Form {{ number }}", path.read_text())
+            path.write_text(text.replace("Form {{ number }}", f"Form {{{{ number }}}} r{n}", 1))
+        elif scenario in ("ml", "core"):
+            file, old, new = self.ml_bump if scenario == "ml" else self.core_bump
+            if self.bumped[scenario]:
+                self.edit(file, new, old)
+            else:
+                self.edit(file, old, new)
+            self.bumped[scenario] = not self.bumped[scenario]
+            self.use_registry("lamina")
+            self.lamina("lock", "--config", self.config.name, store=self.work / "setup-store")
+
+    def reset(self, tool: str, cache: Path) -> None:
+        """Empty build caches, and a registry holding only the Python base."""
+        if tool == "buildah" and cache.exists():
+            buildah = ["buildah", "--root", str(cache / "root"), "--runroot", str(cache / "run"), *PODMAN_LIKE]
+            subprocess.run([*buildah, "rm", "--all"], capture_output=True)
+            subprocess.run([*buildah, "rmi", "--all", "--force"], capture_output=True)
+        shutil.rmtree(cache, ignore_errors=True)
+        server = self.registries[tool]
+        server.stop()
+        shutil.rmtree(server.storage)
+        server.start()
+        self.push_python_base(only=tool)
+
+    def image_facts(self, tool: str) -> dict[str, dict[str, int]]:
+        """Compressed size and layer count of each pushed image, from the registry's storage."""
+        server = self.registries[tool]
+        repos = server.storage / "docker/registry/v2/repositories/bench"
+        blobs = server.storage / "docker/registry/v2/blobs/sha256"
+        facts = {}
+        for repo in sorted(repos.glob("*")) if repos.exists() else []:
+            tags = sorted((repo / "_manifests/tags").glob("*/current/link"))
+            if not tags:
+                continue
+            digest = tags[0].read_text().split(":", 1)[1]
+            manifest = json.loads((blobs / digest[:2] / digest / "data").read_text())
+            layers = manifest.get("layers", [])
+            facts[repo.name] = {"layers": len(layers), "bytes": sum(layer["size"] for layer in layers)}
+        return facts
+
+    def close(self) -> None:
+        for server in self.registries.values():
+            server.stop()
+
+
+def report(rows: list[Row], profile: str, machine: str) -> str:
+    by = {(r.scenario, r.tool): r for r in rows}
+    lines = [f"### {profile} family — {machine}, {time.strftime('%Y-%m-%d')}", "",
+             "| scenario | tool | wall s (min–max) | CPU s | peak RSS MB | uploaded MB | lamina vs buildah |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for scenario in SCENARIOS:
+        if (scenario, "lamina") not in by:
+            continue
+        ours, peer = by[(scenario, "lamina")], by[(scenario, "buildah")]
+        for row in (ours, peer):
+            low, high = row.span("wall")
+            ratio = ""
+            if row is ours:
+                speed = peer.median("wall") / max(ours.median("wall"), 1e-9)
+                sent = peer.median("uploaded") / max(ours.median("uploaded"), 1)
+                ratio = f"{speed:.1f}× faster, {sent:.0f}× fewer bytes" if ours.median("uploaded") else f"{speed:.1f}× faster"
+            lines.append(f"| {scenario} | {row.tool} | {row.median('wall'):.2f} ({low:.2f}–{high:.2f}) | "
+                         f"{row.median('cpu'):.1f} | {row.median('rss_mb'):.0f} | {row.median('uploaded') / 1e6:.2f} | {ratio} |")
+    lines += ["", "| image | lamina layers | lamina MB | buildah layers | buildah MB |", "|---|---:|---:|---:|---:|"]
+    ours = next((r.images for r in rows if r.tool == "lamina" and r.images), {})
+    peer = next((r.images for r in rows if r.tool == "buildah" and r.images), {})
+    for name in sorted(set(ours) | set(peer)):
+        a, b = ours.get(name, {}), peer.get(name, {})
+        lines.append(f"| {name} | {a.get('layers', '–')} | {a.get('bytes', 0) / 1e6:.1f} | {b.get('layers', '–')} | "
+                     f"{b.get('bytes', 0) / 1e6:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="ci")
+    parser.add_argument("--runs", type=int, default=3, help="runs per scenario (median, min, max)")
+    parser.add_argument("--runs-cold", type=int, help="runs of the cold scenario (default: --runs)")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--workdir", help="where to work (default: a new temp dir, removed unless --keep)")
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    for tool in ("buildah", "docker-registry", "/usr/bin/time"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is needed (apt-get install buildah docker-registry time)", file=sys.stderr)
+            return 2
+    bench = Bench(args)
+    try:
+        bench.setup()
+        rows = bench.run()
+    finally:
+        bench.close()
+        if not args.keep and not args.workdir:
+            shutil.rmtree(bench.work, ignore_errors=True)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    text = report(rows, args.profile, machine)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"family-{args.profile}.md").write_text(text + "\n")
+    (RESULTS / f"family-{args.profile}.json").write_text(json.dumps(
+        {"machine": machine, "profile": args.profile, "rows": [asdict(r) for r in rows]}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__: Sequence[Callable[..., object]] = []

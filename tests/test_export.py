@@ -19,7 +19,7 @@ import pytest
 
 from conftest import require_tool
 from projects import run_lamina
-from registry_servers import unique_repo
+from registry_servers import free_port, unique_repo
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tax-agent"
 OUT = "infra/docker"
@@ -236,6 +236,7 @@ def containers() -> Iterator[dict[str, list[str]]]:
     require_tool("buildah")
     require_tool("podman")
     require_tool("runc")
+    require_tool("slirp4netns")
     if not CA_BUNDLE.is_file():
         pytest.skip(f"{CA_BUNDLE} is missing: pip inside the builds could not verify PyPI")
     if (problem := reachable()) is not None:
@@ -320,8 +321,8 @@ def test_exported_files_build_with_buildah_and_match_lamina(tmp_path, registry, 
     assert check.returncode == 0, check.stdout + check.stderr
 
     # the same runtime settings as lamina's image
-    inspect = json.loads(subprocess.run(podman + ["image", "inspect", built], capture_output=True, text=True,
-                                        check=True).stdout)[0]["Config"]
+    inspect = json.loads(subprocess.run(containers["buildah"] + ["inspect", "--type", "image", built], capture_output=True,
+                                        text=True, check=True).stdout)["Docker"]["config"]  # built --format docker
     layout = root / "build" / "oci"
     index = json.loads((layout / "index.json").read_text())
     entry = next(m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == "svc-forms:1.0.0")
@@ -334,14 +335,16 @@ def test_exported_files_build_with_buildah_and_match_lamina(tmp_path, registry, 
         assert var in inspect["Env"] and var in lamina_run["Env"]
     assert inspect["Labels"]["org.opencontainers.image.version"] == "1.0.0"
 
-    # and it serves: GET /healthz → 200, as the non-root user
+    # and it serves: GET /healthz → 200, as the non-root user (its own CMD, on port 8000 inside its own network
+    # namespace: another test may hold the host's port 8000)
     name = f"x-{owner}"
+    port = free_port()
     run = subprocess.run(podman + ["run", "-d", "--name", name, "--ulimit", "nofile=1024:1024", "--ulimit",
-                                   "nproc=1024:1024", "--network", "host", built], capture_output=True, text=True,
-                         timeout=300)
+                                   "nproc=1024:1024", "--network", "slirp4netns", "-p", f"127.0.0.1:{port}:8000", built],
+                         capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     try:
-        status, body = wait_for("http://127.0.0.1:8000/healthz")
+        status, body = wait_for(f"http://127.0.0.1:{port}/healthz")
         assert status == 200
         health = json.loads(body)
         assert health["service"] == "svc-forms" and health["uid"] == 1000

@@ -139,3 +139,35 @@ def test_unreachable_registry_is_reported(project):
     out = run_lamina("build", "busybox", "--push", "--registry", "127.0.0.1:9", "--owner", "x", cwd=project,
                      env={"LAMINA_STORE": str(project.parent / "store")}, check=False)
     assert out.returncode == 1 and "127.0.0.1:9" in out.stderr
+
+
+def test_base_from_a_multi_platform_index_picks_the_platform(project, registry, tmp_path):
+    """A base reference naming an index resolves to the manifest of the image's platform."""
+    from lamina.oci import mediatypes as mt
+    from lamina.oci.model import Descriptor, Platform, build_index
+    from lamina.oci.registry.client import RegistryClient
+
+    owner = unique_repo("own")
+    digests = {}
+    for arch in ("amd64", "arm64"):
+        text = (project / "lamina.toml").read_text()
+        (project / "lamina.toml").write_text(text.replace('[images.busybox]\nfrom = "scratch"',
+                                                          f'[images.busybox]\nfrom = "scratch"\nplatform = "linux/{arch}"'))
+        summary = push(project, registry, owner, "busybox", args=("--tag", arch))
+        digests[arch] = pushed(summary, "busybox")["digest"]
+        (project / "lamina.toml").write_text(text)
+    with RegistryClient(registry.host) as client:
+        manifests = [Descriptor(mt.OCI_MANIFEST, digests[a], len(client.get_manifest(f"{owner}/busybox", digests[a]).data),
+                                platform=Platform("linux", a)) for a in ("amd64", "arm64")]
+        index = build_index(manifests)
+        client.put_manifest(f"{owner}/busybox", "multi", index.data, index.media_type)
+    other = tmp_path / "other"
+    other.mkdir()
+    make_hello_project(other, base=f"{registry.host}/{owner}/busybox:multi")
+    text = (other / "lamina.toml").read_text().replace("[images.hello]\n", '[images.hello]\nplatform = "linux/arm64"\n')
+    (other / "lamina.toml").write_text(text)
+    summary = push(other, registry, owner, "hello", store=tmp_path / "other-store",
+                   args=("--output", "oci:build/oci"))
+    manifest_digest = pushed(summary, "hello")["digest"]
+    manifest = json.loads((other / "build" / "oci" / "blobs" / "sha256" / manifest_digest.split(":")[1]).read_text())
+    assert manifest["annotations"]["org.opencontainers.image.base.digest"] == digests["arm64"]

@@ -30,7 +30,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
-from debian import deb822
 
 from lamina.errors import DigestMismatchError, LaminaError
 from lamina.oci.store import BlobStore, BlobWriter
@@ -270,6 +269,8 @@ def verify_inrelease(data: bytes, keyring: Path, tmp_dir: Path) -> str:
 
 
 def parse_release(text: str, suite: Suite, digest: str) -> Release:
+    from debian import deb822  # imported when an index is parsed: it is slow to import
+
     release = deb822.Release(text)
     names = {release.get("Codename", ""), release.get("Suite", "")}
     if suite.name not in names:
@@ -473,6 +474,8 @@ def _decompress(data: bytes, path: str) -> bytes:
 def _parse_packages(text: str) -> list[list[object]]:
     """The rows of a ``Packages`` file (python-debian's parser, only the fields we keep)."""
     rows: list[list[object]] = []
+    from debian import deb822
+
     for para in deb822.Packages.iter_paragraphs(text.splitlines(True), use_apt_pkg=False, fields=list(INDEX_FIELDS)):
         if "Package" not in para or "SHA256" not in para:
             continue

@@ -145,6 +145,11 @@ def push_image(
     and the repository the image's base came from.
     """
     client = registries.client(target.registry)
+    tags = list(tags or [target.identifier])
+    if _already_there(client, target.repository, tags, image):
+        outcomes = {d.digest: "exists" for d in image.blobs()}
+        client.stats.add(blobs_skipped=len(outcomes))
+        return PushReport(str(target), image.digest, outcomes, 0)
     sources = {d: list(repos) for d, repos in (mount_sources or {}).items()}
     if image.origin is not None:
         host, repo = split_origin(image.origin)
@@ -158,9 +163,19 @@ def push_image(
     outcomes: dict[str, str] = {}
     for repos, blobs in groups.items():
         outcomes.update(client.push_blobs(target.repository, blobs, mount_from=repos, on_done=on_blob))
-    for tag in tags or [target.identifier]:
+    for tag in tags:
         client.put_manifest(target.repository, tag, image.manifest.data, image.manifest.media_type)
     return PushReport(str(target), image.digest, outcomes, client.stats.bytes_uploaded - before)
+
+
+def _already_there(client: RegistryClient, repo: str, tags: Sequence[str], image: Image) -> bool:
+    """Every tag already names this manifest: the registry has the image and all its blobs (a registry
+    never keeps a manifest whose blobs are missing), so there is nothing to send."""
+    for tag in tags:
+        found = client.head_manifest(repo, tag, accept=image.manifest.media_type)
+        if found is None or found[0] != image.digest:
+            return False
+    return True
 
 
 def _opener(image: Image, digest: str, store: BlobStore, registries: Registries) -> Callable[[], object]:

@@ -116,6 +116,20 @@ def podman() -> Iterator[list[str]]:
     shutil.rmtree(base, ignore_errors=True)
 
 
+def port_free(port: int, seconds: float = 15) -> bool:
+    """Wait until nothing listens on ``port`` (a container of an earlier test may still be stopping)."""
+    import socket
+
+    deadline = time.monotonic() + seconds
+    while True:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.3)
+
+
 def wait_for(url: str, seconds: float = 60) -> tuple[int, bytes]:
     deadline = time.monotonic() + seconds
     while True:
@@ -140,6 +154,7 @@ def test_family_pushes_and_every_service_answers_healthz_as_non_root(family, sto
     for service in SERVICES:
         name = f"t-{service}"
         image = f"{registry.host}/{owner}/{service}:1.0.0"
+        assert port_free(8000), "something else listens on 127.0.0.1:8000; the services need that port"
         run = subprocess.run(podman + ["run", "-d", "--name", name, "--tls-verify=false", "--ulimit", "nofile=1024:1024",
                                        "--ulimit", "nproc=1024:1024", "--network", "host", image],
                              capture_output=True, text=True, timeout=300)

@@ -337,12 +337,14 @@ class _Reader:
         defaults = {k: v for k, v in table.items() if not isinstance(v, dict) or k in ("env", "labels")}
         overrides = {k: v for k, v in table.items() if isinstance(v, dict) and k not in ("env", "labels")}
         self.check_keys("services", defaults, _SERVICE_KEYS)
-        pattern = self.get("services", defaults, "glob", str, "a glob such as \"apps/svc_*\"")
-        if not pattern:
+        patterns = self.str_list("services", defaults, "glob")
+        if not patterns:
             raise self.error("services", None, "needs glob = \"apps/svc_*\" (where the service folders are)")
+        pattern = ", ".join(patterns)
         excluded = self.str_list("services", defaults, "exclude") or []
-        folders = sorted(p for p in self.path.parent.glob(pattern) if p.is_dir() and p.name != "__pycache__"
-                         and not any(fnmatch.fnmatchcase(p.name, x) for x in excluded))
+        found = {p for glob in patterns for p in self.path.parent.glob(glob) if p.is_dir() and p.name != "__pycache__"}
+        folders = sorted((p for p in found if not any(fnmatch.fnmatchcase(p.name, x) for x in excluded)),
+                         key=lambda p: p.name)
         by_name = {f.name: f for f in folders} | {service_name(f): f for f in folders}
         for key in overrides:
             if key not in by_name:

@@ -595,7 +595,7 @@ docker build -f {out}/{(services or bases or ['IMAGE'])[0]}.Dockerfile --build-a
 
 # without a daemon: buildah (or podman)
 DOCKER=buildah BUILD_FLAGS="--layers" {out}/{BASE_SCRIPT}
-buildah bud --layers --ignorefile {out}/NAME.Dockerfile.dockerignore -f {out}/NAME.Dockerfile .
+buildah bud --layers --format docker --ignorefile {out}/NAME.Dockerfile.dockerignore -f {out}/NAME.Dockerfile .
 ```
 
 Python packages are installed from `{REQUIREMENTS_DIR}/NAME.txt` (what each image adds, from the lock,

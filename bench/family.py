@@ -58,7 +58,8 @@ PROFILES = {
 }
 SCENARIOS = ("cold", "app", "ml", "core", "noop")
 PODMAN_LIKE = ["--storage-driver", "overlay"]
-PYTHON_BASE_PACKAGES = ["python3", "python3-venv", "ca-certificates", "tzdata", "libstdc++6"]
+# The peer's Dockerfiles run `python3 -m venv` and RUN steps: python3-venv and a /bin/sh (dash) in the base.
+PYTHON_BASE_PACKAGES = ["python3", "python3-venv", "dash", "ca-certificates", "tzdata", "libstdc++6"]
 
 
 @dataclass
@@ -192,6 +193,8 @@ class Bench:
         text = re.sub(r'(?m)^registry = .*$', 'registry = "REGISTRY"', text)
         text = re.sub(r'(?m)^owner = .*$', 'owner = "bench"', text)
         text = re.sub(r'(?ms)^\[python\].*?(?=^\[)', "", text)
+        text = re.sub(r'(?m)^base_version = .*$', 'base_version = "base"', text)
+        self.version = re.search(r'(?m)^version = "(.*)"$', text).group(1)  # type: ignore[union-attr]
         text += f'\n[python]\nfind_links = ["{self.wheelhouse}"]\nno_index = true\n'
         self.template = text
 
@@ -212,42 +215,25 @@ class Bench:
         return self.lamina("build", "--config", self.config.name, "--locked", "--push", "--no-check", store=store)
 
     def buildah_family(self, root: Path) -> Sample:
+        """The seed's method: the exported build scripts, bases first, then every service, each pushed."""
         self.use_registry("buildah")
         registry = self.registries["buildah"].host
-        export = self.project / "infra" / "docker-bench"
-        shutil.rmtree(export, ignore_errors=True)
-        self.lamina("export", "dockerfiles", "--config", self.config.name, "--out", str(export),
-                    store=self.work / "setup-store")
-        plan = json.loads((export / "build-order.json").read_text()) if (export / "build-order.json").exists() else None
-        order = plan or self.export_order(export)
+        self.lamina("export", "dockerfiles", "--config", self.config.name, store=self.work / "setup-store")
         pip_conf = self.work / "pip.conf"
         pip_conf.write_text("[global]\nno-index = true\nfind-links = /wheels\n")
-        buildah = ["buildah", "--root", str(root / "root"), "--runroot", str(root / "run"), *PODMAN_LIKE]
-        samples = []
-        tags = []
-        for name, dockerfile, tag in order:
-            samples.append(timed([*buildah, "bud", "--layers", "--isolation", "chroot", "--network", "host",
-                                  "--tls-verify=false", "-v", f"{self.wheelhouse}:/wheels:ro",
-                                  "-v", f"{pip_conf}:/etc/pip.conf:ro", "--build-arg", f"REGISTRY={registry}",
-                                  "--build-arg", "OWNER=bench", "-f", str(export / dockerfile), "-t", tag, "."],
-                                 cwd=self.project, log=self.log))
-            tags.append(tag)
-        for tag in tags:
-            samples.append(timed([*buildah, "push", "--tls-verify=false", tag], cwd=self.project, log=self.log))
-        return merge(samples)
-
-    def export_order(self, export: Path) -> list[tuple[str, str, str]]:
-        """(image, Dockerfile, tag) in build order, from the config."""
-        from lamina.config import load_config
-        from lamina.plan import build_order
-
-        config = load_config(self.config)
-        order = []
-        for name in build_order(config, list(config.images)):
-            spec = config.image(name)
-            dockerfile = next((p.name for p in export.glob(f"{name}.Dockerfile")), f"{name}.Dockerfile")
-            order.append((name, dockerfile, str(config.target(spec))))
-        return order
+        env = {
+            "DOCKER": f"buildah --root {root / 'root'} --runroot {root / 'run'} {' '.join(PODMAN_LIKE)}",
+            "BUILD_FLAGS": f"--layers --isolation chroot --network host --tls-verify=false "
+                           f"-v {self.wheelhouse}:/wheels:ro -v {pip_conf}:/etc/pip.conf:ro",
+            "PUSH_FLAGS": "--tls-verify=false",
+        }
+        scripts = self.project / "infra" / "docker"
+        return merge([
+            timed(["sh", str(scripts / "build-base-images.sh"), registry, "base", "bench"], cwd=self.project, env=env,
+                  log=self.log),
+            timed(["sh", str(scripts / "build-and-push-images.sh"), registry, self.version, "bench", "base"],
+                  cwd=self.project, env=env, log=self.log),
+        ])
 
     # -- scenarios ------------------------------------------------------------------------------
 

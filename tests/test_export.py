@@ -352,3 +352,10 @@ def test_exported_files_build_with_buildah_and_match_lamina(tmp_path, registry, 
         logs = subprocess.run(podman + ["logs", name], capture_output=True, text=True).stderr
         subprocess.run(podman + ["rm", "-f", name], capture_output=True, timeout=120)
         print(logs[-2000:])
+
+
+def test_the_examples_committed_export_is_fresh():
+    """examples/tax-agent/infra/docker is committed: `lamina export all --check` is what CI runs on it."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "tax-agent"
+    result = run_lamina("export", "all", "--check", cwd=example, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -194,7 +194,7 @@ class Bench:
         text = re.sub(r'(?m)^owner = .*$', 'owner = "bench"', text)
         text = re.sub(r'(?ms)^\[python\].*?(?=^\[)', "", text)
         text = re.sub(r'(?m)^base_version = .*$', 'base_version = "base"', text)
-        self.version = re.search(r'(?m)^version = "(.*)"$', text).group(1)  # type: ignore[union-attr]
+        self.version = re.search(r'(?m)^version = "([^"]*)"', text).group(1)  # type: ignore[union-attr]
         text += f'\n[python]\nfind_links = ["{self.wheelhouse}"]\nno_index = true\n'
         self.template = text
 

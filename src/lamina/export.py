@@ -330,7 +330,7 @@ def dockerfile(export: Export, image: ExportImage) -> str:
     dists = _dists(image)
     apt = _apt_packages(export, image) if spec.packages or spec.base.startswith("debian:") else []
     runs = bool(apt or dists or spec.symlinks or spec.base.startswith("debian:"))
-    inherited = image.base_user if base is not None else None
+    inherited = image.base_user  # from the base's config, whether a project image or a pulled one
     switched = runs and inherited not in (None, "", "root", "0", "0:0")
     if switched:
         lines.append("USER root")
@@ -356,8 +356,9 @@ def dockerfile(export: Export, image: ExportImage) -> str:
                          " && set -- /usr/share/python-wheels/pip-*.whl \\\n"
                          f" && {venv}/bin/python \"$1/pip\" install {PIP_FLAGS} -r {MOUNTED_REQUIREMENTS}")
         else:
-            lines.append(f"RUN {mount} \\\n    python3 -m venv --without-pip {venv} \\\n"
-                         f" && python3 -m pip --python {venv}/bin/python install {PIP_FLAGS} -r {MOUNTED_REQUIREMENTS}")
+            # another Python base (e.g. python:3.12-slim): its venv module brings a pip, which installs the locked one
+            lines.append(f"RUN {mount} \\\n    python3 -m venv {venv} \\\n"
+                         f" && {venv}/bin/python -m pip install {PIP_FLAGS} -r {MOUNTED_REQUIREMENTS}")
     for copy in spec.copies:
         lines.append(_copy(export, spec, copy))
     for link, target in sorted(spec.symlinks.items()):

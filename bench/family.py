@@ -311,6 +311,10 @@ class Bench:
     def close(self) -> None:
         for server in self.registries.values():
             server.stop()
+        cache = self.work / "buildah"
+        if cache.exists():  # unmount its containers' overlays, so the folder can be removed
+            buildah = ["buildah", "--root", str(cache / "root"), "--runroot", str(cache / "run"), *PODMAN_LIKE]
+            subprocess.run([*buildah, "rm", "--all"], capture_output=True)
 
 
 def report(rows: list[Row], profile: str, machine: str) -> str:

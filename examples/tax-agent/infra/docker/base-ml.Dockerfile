@@ -9,8 +9,8 @@ ARG BASE_IMAGE=${REGISTRY}/${OWNER}/base-runtime:${BASE_VERSION}
 FROM ${BASE_IMAGE}
 ARG BASE_VERSION=v1.0.1
 USER root
-RUN --mount=type=bind,source=infra/docker/requirements/base-ml.txt,target=/tmp/lamina-requirements.txt \
-    pip install --no-cache-dir --require-hashes --no-deps --only-binary :all: -r /tmp/lamina-requirements.txt
+COPY infra/docker/requirements/base-ml.txt /tmp/lamina-requirements.txt
+RUN pip install --no-cache-dir --require-hashes --no-deps --only-binary :all: -r /tmp/lamina-requirements.txt
 USER app
 LABEL org.opencontainers.image.title="base-ml" \
       org.opencontainers.image.version="${BASE_VERSION}"

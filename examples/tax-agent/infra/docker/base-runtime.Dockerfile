@@ -12,8 +12,8 @@ USER root
 ENV PATH=/opt/venv/bin:$PATH \
     VIRTUAL_ENV=/opt/venv \
     PYTHONDONTWRITEBYTECODE=1
-RUN --mount=type=bind,source=infra/docker/requirements/base-runtime.txt,target=/tmp/lamina-requirements.txt \
-    python3 -m venv --without-pip /opt/venv \
+COPY infra/docker/requirements/base-runtime.txt /tmp/lamina-requirements.txt
+RUN python3 -m venv --without-pip /opt/venv \
  && set -- /usr/share/python-wheels/pip-*.whl \
  && /opt/venv/bin/python "$1/pip" install --no-cache-dir --require-hashes --no-deps --only-binary :all: -r /tmp/lamina-requirements.txt
 USER app

@@ -12,8 +12,8 @@ USER root
 WORKDIR /app
 ENV PYTHONPATH=/app \
     PYTHONUNBUFFERED=1
-RUN --mount=type=bind,source=infra/docker/requirements/svc-ingestion.txt,target=/tmp/lamina-requirements.txt \
-    pip install --no-cache-dir --require-hashes --no-deps --only-binary :all: -r /tmp/lamina-requirements.txt
+COPY infra/docker/requirements/svc-ingestion.txt /tmp/lamina-requirements.txt
+RUN pip install --no-cache-dir --require-hashes --no-deps --only-binary :all: -r /tmp/lamina-requirements.txt
 COPY --chown=1000:1000 libs/ ./libs/
 COPY --chown=1000:1000 apps/svc_ingestion/ ./apps/svc_ingestion/
 USER 1000:1000

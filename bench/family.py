@@ -50,7 +50,7 @@ from registry_servers import RegistryServer  # noqa: E402  (the tests' real dock
 PROFILES = {
     # config, services touched by the app scenario, (file, old, new) of the ML and core bumps
     "ci": ("lamina.toml", "apps/svc_forms/main.py",
-           ("libs/requirements-ml.txt", "scikit-learn==1.6.0", "scikit-learn==1.6.1"),
+           ("libs/requirements-ml.txt", "joblib==1.5.3", "joblib==1.5.2"),
            ("libs/requirements-base.txt", "orjson==3.10.13", "orjson==3.10.12")),
     "full": ("lamina.full.toml", "apps/svc_forms/main.py",
              ("libs/requirements-ml-full.txt", "nltk==3.9.4", "nltk==3.9.3"),

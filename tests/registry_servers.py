@@ -424,6 +424,7 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         fault = proxy.next_fault()
         if fault is not None:
             status, headers = fault
+            proxy.record(self.command, self.path, status, True)  # before answering: the client may look at once
             data = json.dumps({"errors": [{"code": "UNAVAILABLE", "message": "injected fault"}]}).encode()
             self.send_response(status)
             for key, value in headers.items():
@@ -433,7 +434,6 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)
-            proxy.record(self.command, self.path, status, True)
             return
         conn = http.client.HTTPConnection(proxy.upstream, timeout=60)
         try:
@@ -446,6 +446,7 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             )
             response = conn.getresponse()
             data = response.read()
+            proxy.record(self.command, self.path, response.status, False)
             self.send_response(response.status)
             for key, value in response.getheaders():
                 if key.lower() not in _HOP_HEADERS | {"content-length", "date", "server"}:
@@ -455,7 +456,6 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)
-            proxy.record(self.command, self.path, response.status, False)
         finally:
             conn.close()
 

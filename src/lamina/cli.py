@@ -492,7 +492,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
     try:
         with store.shared_lock():
             family = _family(config, store, registries, args, tag=config.version or "latest", update=wanted)
-            built = _run_family(family, wanted, lock_only=True)
+            built = _run_family(family, list(config.images), lock_only=True)  # images on the named ones follow
     finally:
         registries.close()
     table = Table(box=box.SIMPLE_HEAD)

@@ -128,6 +128,18 @@ class ZstdWriter:
         self._stream.close()
 
 
+def compressor_id(kind: Compression) -> str:
+    """Everything the compressed bytes depend on: a blob made with another identity is made again."""
+    if kind == "gzip":
+        return f"gzip/zlib-ng-{zlib_ng.ZLIBNG_VERSION}/level-{GZIP_LEVEL}/block-{BLOCK_SIZE}"
+    return f"zstd/{'.'.join(map(str, zstandard.ZSTD_VERSION))}/level-{ZSTD_LEVEL}/mt"
+
+
+def compression_of(media_type: str) -> Compression:
+    """The compression a layer media type names."""
+    return "zstd" if media_type.endswith("zstd") else "gzip"
+
+
 def compressor(kind: Compression, sink: Writer) -> ParallelGzipWriter | ZstdWriter:
     """A writer compressing onto ``sink`` with the pinned parameters of ``kind``."""
     if kind == "gzip":

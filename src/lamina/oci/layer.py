@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from lamina.oci.compress import Compression, compressor, workers
+from lamina.oci.compress import Compression, compression_of, compressor, compressor_id, workers
 from lamina.oci.digest import DigestWriter
 from lamina.oci.store import BlobStore, StoredLayer
 from lamina.oci.tar import Entry, signature, tar_chunks
@@ -71,11 +71,11 @@ def cached_layer(store: BlobStore, key: str, media_type: str, mtime: int) -> Sto
     """The stored layer made earlier from inputs with this key, if any: callers use it to skip
     preparing inputs (downloads, installs) of layers that will not be made again."""
     record = store.get_key(LAYER_KEY_KIND, _full_key(key, media_type, mtime))
-    return store.find_layer(record["diff_id"], media_type) if record else None
+    return store.find_layer(record["diff_id"], media_type, compressor_id(compression_of(media_type))) if record else None
 
 
 def _full_key(key: str, media_type: str, mtime: int) -> str:
-    return f"{key}\0{media_type}\0{mtime}"
+    return f"{key}\0{media_type}\0{compressor_id(compression_of(media_type))}\0{mtime}"
 
 
 def _write(
@@ -88,11 +88,11 @@ def _write(
         for chunk in tar_chunks(entries, mtime=mtime):
             uncompressed.write(chunk)
         packer.close()
-    existing = store.find_layer(uncompressed.digest, media_type)
+    existing = store.find_layer(uncompressed.digest, media_type, compressor_id(compression))
     if existing is not None:
         return existing, True
     layer = StoredLayer(uncompressed.digest, blob.digest, blob.size, media_type)
-    store.record_layer(layer)
+    store.record_layer(layer, compressor_id(compression))
     return layer, False
 
 

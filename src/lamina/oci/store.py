@@ -277,20 +277,22 @@ class BlobStore:
 
     # -- layer index and keyed records -----------------------------------------------------------
 
-    def _layer_record(self, diff_id: str, media_type: str) -> Path:
+    def _layer_record(self, diff_id: str, media_type: str, compressor: str) -> Path:
         suffix = media_type.rsplit("+", 1)[-1] if "+" in media_type else "tar"
-        return self.root / "layers" / f"{hex_of(diff_id)}.{suffix}"
+        return self.root / "layers" / f"{hex_of(diff_id)}.{_key_hex(compressor)[:16]}.{suffix}"
 
-    def find_layer(self, diff_id: str, media_type: str) -> StoredLayer | None:
-        """The compressed blob already made for this content and compression, if still stored."""
-        record = self._read_json(self._layer_record(diff_id, media_type))
+    def find_layer(self, diff_id: str, media_type: str, compressor: str) -> StoredLayer | None:
+        """The blob ``compressor`` (its exact identity: name, version, settings) already made for this
+        content, if still stored. Another compressor's blob is not reused: its digest would differ from
+        what a cold build with this one gives elsewhere."""
+        record = self._read_json(self._layer_record(diff_id, media_type, compressor))
         if record is None or not self.has(record["digest"]):
             return None
         return StoredLayer(diff_id, record["digest"], record["size"], media_type)
 
-    def record_layer(self, layer: StoredLayer) -> None:
-        data = {"diff_id": layer.diff_id, "digest": layer.digest, "size": layer.size}
-        self._write_json(self._layer_record(layer.diff_id, layer.media_type), data)
+    def record_layer(self, layer: StoredLayer, compressor: str) -> None:
+        data = {"diff_id": layer.diff_id, "digest": layer.digest, "size": layer.size, "compressor": compressor}
+        self._write_json(self._layer_record(layer.diff_id, layer.media_type, compressor), data)
 
     def get_key(self, kind: str, key: str) -> dict[str, Any] | None:
         """A record stored by :meth:`put_key` (e.g. the layer built from some inputs)."""

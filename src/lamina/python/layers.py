@@ -1,6 +1,6 @@
 """Which installed distributions go in which layer, and the layers themselves.
 
-The rule, stable by construction: a distribution whose wheel is at least :data:`ALONE_BYTES` gets a
+The rule, stable by construction: a distribution whose wheel is at least :data:`ALONE_BYTES` (1 MiB) gets a
 layer of its own; the others share one of :data:`BUCKETS` layers chosen by a hash of their name
 alone. So bumping a package changes only its layer (or its bucket's), and adding or removing one
 never moves the others. A whole image stays well under the runtimes' ~127-layer limit: lamina
@@ -22,7 +22,7 @@ from lamina.python.install import install_wheel, staged_entries
 from lamina.python.resolve import LockedDist
 from lamina.python.target import PythonTarget
 
-ALONE_BYTES = 4 * 1024 * 1024
+ALONE_BYTES = 1024 * 1024
 BUCKETS = 8
 LAYER_BUDGET = 100
 LAYOUT_VERSION = "python-layer-v1"

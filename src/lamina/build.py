@@ -12,10 +12,9 @@ from pathlib import Path
 
 from lamina.config import CopySpec, ImageSpec
 from lamina.debian import is_debian_base
-from lamina.debian.image import Debian, DebianState, PreparedImage, debian_env, uses_debian
+from lamina.debian.image import Debian, DebianState, debian_env, uses_debian
 from lamina.errors import LaminaError
-from lamina.lock import Lock
-from lamina.python.image import PreparedPython, PythonSession, PythonState
+from lamina.python.image import PythonSession, PythonState
 from lamina.oci.compress import Compression
 from lamina.oci.layer import BuiltLayer, LayerSpec, build_layers
 from lamina.oci.layout import read_layout_image
@@ -120,7 +119,8 @@ def copy_layer(copy: CopySpec) -> LayerSpec:
     def entries() -> list[Entry]:
         return tree_entries(copy.src, copy.dest, uid=copy.uid, gid=copy.gid, mode=copy.mode, exclude=copy.exclude)
 
-    return LayerSpec(entries, f"copy {copy.src.name} → {copy.dest}")
+    identity = f"copy\0{copy.src}\0{copy.dest}\0{copy.uid}:{copy.gid}\0{copy.mode}\0{sorted(copy.exclude)}"
+    return LayerSpec(entries, f"copy {copy.src.name} → {copy.dest}", identity=identity)
 
 
 def symlink_layer(links: Mapping[str, str]) -> LayerSpec:
@@ -135,68 +135,27 @@ def layer_specs(spec: ImageSpec) -> list[LayerSpec]:
     return specs
 
 
-def build_image(
-    spec: ImageSpec,
-    *,
-    store: BlobStore,
-    registries: Registries,
-    options: BuildOptions,
-    project_root: Path,
-    siblings: Mapping[str, Base] | None = None,
-    on_layer: Callable[[BuiltLayer], None] | None = None,
-    debian: Debian | None = None,
-    python: PythonSession | None = None,
-) -> BuiltImage:
-    """Build ``spec`` into the store and record it there; returns the image and what was reused.
+@dataclass
+class PlannedImage:
+    """An image with everything decided but its new layers: locked, fetched, its layers described.
 
-    ``siblings`` holds the project's images built before this one (for ``from = "NAME"``).
-    ``debian`` resolves and fetches Debian packages (a session with the project's lock by default);
-    the package layers go below the image's own layers.
+    ``draft`` has the documents the image will have minus its new layers: enough for the images built
+    on it to plan (they read its config), long before any layer is written.
     """
-    started = time.monotonic()
-    user_env = dict(spec.run.env)  # what lamina.toml says wins over what lamina sets
-    base = resolve_base(spec.base, spec.platform, store, registries, project_root=project_root, siblings=siblings)
-    media_type = layer_media_type(options.compression, options.format)
-    prepared: PreparedImage | None = None
-    if uses_debian(spec):
-        session = debian or Debian(store, Lock.load(project_root / "lamina.lock"))
-        try:
-            base_env = _env_of(base.image.config.json().get("config", {})) if base else {}
-            prepared = session.prepare(spec, base, media_type=media_type, mtime=options.mtime, registries=registries,
-                                       base_env=base_env)
-        finally:
-            if debian is None:
-                session.close()
-        spec = replace(spec, run=replace(spec.run, env={**prepared.env, **spec.run.env}))
-    py: PreparedPython | None = None
-    if spec.uses_python:
-        if python is None:
-            raise LaminaError(f"image {spec.name!r} has Python requirements but no Python session was given")
-        debian_state = prepared.state if prepared else (base.debian if base else None)
-        py = python.prepare(spec, base.image if base else None, base.python if base else None,
-                            own_env=prepared.env if prepared else {}, debian_python=_has_debian_python(debian_state),
-                            media_type=media_type, mtime=options.mtime)
-        spec = replace(spec, run=replace(spec.run, env={**spec.run.env, **py.env, **user_env}))
-    built = build_layers(
-        store,
-        (prepared.layers if prepared else []) + (py.layers if py else []) + layer_specs(spec),
-        compression=options.compression,
-        media_type=media_type,
-        mtime=options.mtime,
-        on_done=on_layer,
-    )
-    image = assemble(spec, base, built, options)
-    store.put_bytes(image.config.data, image.config.digest)
-    store.put_bytes(image.manifest.data, image.manifest.digest)
-    store.record_image(f"built {spec.name}", image.digest, image.manifest.media_type)
-    state = prepared.state if prepared else (base.debian if base else None)
-    py_state = py.state if py else (base.python if base else None)
-    downloaded = (prepared.downloaded if prepared else 0) + (py.downloaded if py else 0)
-    return BuiltImage(spec.name, image, base, built, time.monotonic() - started, state,
-                      len(prepared.packages) if prepared else 0, downloaded, py_state, len(py.added) if py else 0)
+
+    spec: ImageSpec
+    base: Base | None
+    layers: list[LayerSpec]
+    draft: Image
+    debian: DebianState | None = None
+    python: PythonState | None = None
+    packages: int = 0
+    dists: int = 0
+    downloaded: int = 0
+    seconds: float = 0.0
 
 
-def lock_image(
+def plan_image(
     spec: ImageSpec,
     *,
     store: BlobStore,
@@ -206,29 +165,87 @@ def lock_image(
     siblings: Mapping[str, Base] | None,
     debian: Debian,
     python: PythonSession,
-) -> BuiltImage:
-    """Resolve (or check the lock of) ``spec`` without building a layer: ``lamina lock``.
+    fetch: bool = True,
+) -> PlannedImage:
+    """Resolve or check the lock of ``spec``, and, with ``fetch``, download what its new layers need
+    and describe them (package layers at the bottom, then Python, then the image's own copies).
 
-    The result's image has the documents the image will have minus its new layers, enough for
-    the images built on it to lock.
+    Without ``fetch`` nothing is downloaded or described: ``lamina lock`` and ``lamina check``.
     """
     started = time.monotonic()
-    user_env = dict(spec.run.env)
+    user_env = dict(spec.run.env)  # what lamina.toml says wins over what lamina sets
     base = resolve_base(spec.base, spec.platform, store, registries, project_root=project_root, siblings=siblings)
     base_env = _env_of(base.image.config.json().get("config", {})) if base else {}
+    media_type = layer_media_type(options.compression, options.format)
     state = base.debian if base else None
-    env: dict[str, str] = {}
-    if uses_debian(spec):
-        _, state = debian.lock_image(spec, base, registries)
-        env.update(debian_env(spec, state, base_env))
     py_state = base.python if base else None
+    env: dict[str, str] = {}
+    layers: list[LayerSpec] = []
+    packages = dists = downloaded = 0
+    if uses_debian(spec):
+        if fetch:
+            prepared = debian.prepare(spec, base, media_type=media_type, mtime=options.mtime, registries=registries,
+                                      base_env=base_env)
+            state, layers = prepared.state, list(prepared.layers)
+            packages, downloaded = len(prepared.packages), prepared.downloaded
+            env.update(prepared.env)
+        else:
+            _, state = debian.lock_image(spec, base, registries)
+            env.update(debian_env(spec, state, base_env))
     if spec.uses_python:
-        py_state, py_env = python.lock_only(spec, base.image if base else None, py_state, own_env=env,
-                                            debian_python=_has_debian_python(state))
-        env.update(py_env)
+        base_image, debian_python = (base.image if base else None), _has_debian_python(state)
+        if fetch:
+            py = python.prepare(spec, base_image, py_state, own_env=env, debian_python=debian_python,
+                                media_type=media_type, mtime=options.mtime)
+            py_state, dists, downloaded = py.state, len(py.added), downloaded + py.downloaded
+            layers += py.layers
+            env.update(py.env)
+        else:
+            py_state, py_env = python.lock_only(spec, base_image, py_state, own_env=env, debian_python=debian_python)
+            env.update(py_env)
     spec = replace(spec, run=replace(spec.run, env={**env, **user_env}))
-    image = assemble(spec, base, [], options)
-    return BuiltImage(spec.name, image, base, [], time.monotonic() - started, state, python=py_state)
+    if fetch:
+        layers += layer_specs(spec)
+    draft = assemble(spec, base, [], options)
+    return PlannedImage(spec, base, layers, draft, state, py_state, packages, dists, downloaded,
+                        time.monotonic() - started)
+
+
+def finish_image(planned: PlannedImage, base: Base | None, built: list[BuiltLayer], *, store: BlobStore,
+                 options: BuildOptions, seconds: float = 0.0) -> BuiltImage:
+    """The image's documents on its (now built) base with its built layers, stored and recorded."""
+    image = assemble(planned.spec, base, built, options)
+    store.put_bytes(image.config.data, image.config.digest)
+    store.put_bytes(image.manifest.data, image.manifest.digest)
+    store.record_image(f"built {planned.spec.name}", image.digest, image.manifest.media_type)
+    return BuiltImage(planned.spec.name, image, base, built, planned.seconds + seconds, planned.debian,
+                      planned.packages, planned.downloaded, planned.python, planned.dists)
+
+
+def build_image(
+    spec: ImageSpec,
+    *,
+    store: BlobStore,
+    registries: Registries,
+    options: BuildOptions,
+    project_root: Path,
+    debian: Debian,
+    python: PythonSession,
+    siblings: Mapping[str, Base] | None = None,
+    on_layer: Callable[[BuiltLayer], None] | None = None,
+) -> BuiltImage:
+    """Plan, build and finish one image (``siblings``: the project's images built before it).
+
+    :class:`lamina.family.Family` does the same for many images, with every layer in one pool.
+    """
+    planned = plan_image(spec, store=store, registries=registries, options=options, project_root=project_root,
+                         siblings=siblings, debian=debian, python=python)
+    started = time.monotonic()
+    media_type = layer_media_type(options.compression, options.format)
+    built = build_layers(store, planned.layers, compression=options.compression, media_type=media_type,
+                         mtime=options.mtime, on_done=on_layer)
+    return finish_image(planned, planned.base, built, store=store, options=options,
+                        seconds=time.monotonic() - started)
 
 
 def _has_debian_python(state: DebianState | None) -> bool:

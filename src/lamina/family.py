@@ -1,4 +1,4 @@
-"""Building a family of images: bases first, then the images on them, as many at once as cores allow.
+"""Building a family of images: plan each (bases first), build all their new layers at once, assemble.
 
 This is the library behind ``lamina build`` and ``lamina lock``: config in, built images out (in the
 store, with the lock file updated); where they go is :mod:`lamina.publish`'s business.
@@ -6,20 +6,19 @@ store, with the lock file updated); where they go is :mod:`lamina.publish`'s bus
 
 from __future__ import annotations
 
-import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from lamina.build import Base, BuildOptions, BuiltImage, build_image, lock_image
+from lamina.build import Base, BuildOptions, BuiltImage, PlannedImage, finish_image, plan_image
 from lamina.config import ImageSpec, ProjectConfig
 from lamina.debian.image import Debian, settings_of
 from lamina.lock import Lock
-from lamina.oci.compress import workers
-from lamina.oci.layer import BuiltLayer
+from lamina.oci.layer import BuiltLayer, build_layers
+from lamina.oci.model import layer_media_type
 from lamina.oci.remote import Registries
 from lamina.oci.store import BlobStore
-from lamina.plan import build_order, project_base
+from lamina.plan import build_order
 from lamina.python.check import CheckedImage, Finding, check_family
 from lamina.python.image import PinConflict, PythonSession
 
@@ -48,39 +47,37 @@ class Family:
                              on_status=status)
         self.python = PythonSession(self.store, self.lock, self.config.python, locked=self.locked, update=update,
                                     on_status=status)
-        self._prepare_lock = threading.Lock()
 
     def build(self, names: Sequence[str], *, lock_only: bool = False) -> list[BuiltImage]:
         """Build ``names`` and their project bases; returns them in build order. Saves the lock.
 
-        With ``lock_only``, resolve and lock without building a layer (``lamina lock``).
+        Three steps, as the data flows: plan every image in order (lock, fetch, describe its layers:
+        cheap, and a child needs only its base's plan), build every new layer of the family in one
+        pool (so base-ml's layers are compressed while base-runtime's are), then assemble the images,
+        bases first. With ``lock_only``, the first step only, fetching nothing (``lamina lock``).
         """
         order = build_order(self.config, names)
         self.conflicts: list[Finding] = []
-        done: dict[str, BuiltImage] = {}
-        siblings: dict[str, Base] = {}
+        plans: dict[str, PlannedImage] = {}
+        drafts: dict[str, Base] = {}
         try:
-            for wave in _waves(self.config, order):
-                with ThreadPoolExecutor(max_workers=max(1, min(len(wave), workers()))) as pool:
-                    one = self._lock_one if lock_only else self._build_one
-                    results = list(pool.map(lambda n: self._collecting(one, self.config.image(n), siblings), wave))
-                for built in filter(None, results):
-                    done[built.name] = built
-                    spec = self.config.image(built.name)
-                    siblings[built.name] = Base(built.image, self.base_name(spec), built.debian, built.python)
+            for name in order:
+                spec = self.config.image(name)
+                if spec.base in self.config.images and spec.base not in plans:
+                    continue  # its base could not be planned (a conflict, reported)
+                planned = self._plan(spec, drafts, fetch=not lock_only)
+                if planned is not None:
+                    plans[name] = planned
+                    drafts[name] = Base(planned.draft, self.base_name(spec), planned.debian, planned.python)
+            if lock_only:
+                built = [BuiltImage(n, p.draft, p.base, [], p.seconds, p.debian, python=p.python)
+                         for n, p in plans.items()]
+            else:
+                built = self._build_and_finish(plans)
         finally:
             self.close()
         self.lock.save()
-        return [done[n] for n in order if n in done]
-
-    def _collecting(self, one: Callable[[ImageSpec, dict[str, Base]], BuiltImage], spec: ImageSpec,
-                    siblings: dict[str, Base]) -> BuiltImage | None:
-        """Build one image; a pin conflict becomes a finding (the image is skipped) so every one is reported."""
-        try:
-            return one(spec, siblings)
-        except PinConflict as conflict:
-            self.conflicts.extend(conflict.findings)
-            return None
+        return built
 
     def base_name(self, spec: ImageSpec) -> str:
         """How an image of the project is named as the base of another (its annotation)."""
@@ -88,28 +85,44 @@ class Family:
             return str(self.config.target(spec, self.tag if spec.service else None))
         return f"{spec.name}:{self.tag if spec.service else self.config.tag_of(spec)}"
 
-    def _build_one(self, spec: ImageSpec, siblings: dict[str, Base]) -> BuiltImage:
+    def _plan(self, spec: ImageSpec, drafts: dict[str, Base], *, fetch: bool) -> PlannedImage | None:
+        """Plan one image; a pin conflict becomes a finding (the image is skipped) so every one is reported."""
         if self.on_status:
-            self.on_status(spec.name, "building")
-        return build_image(
-            spec,
-            store=self.store,
-            registries=self.registries,
-            options=self.options,
-            project_root=self.config.root,
-            siblings=dict(siblings),
-            on_layer=(lambda layer: self.on_layer(spec.name, layer)) if self.on_layer else None,
-            debian=_Serialized(self.debian, self._prepare_lock),  # type: ignore[arg-type]
-            python=_Serialized(self.python, self._prepare_lock),  # type: ignore[arg-type]
-        )
+            self.on_status(spec.name, "resolving" if fetch else "locking")
+        try:
+            return plan_image(spec, store=self.store, registries=self.registries, options=self.options,
+                              project_root=self.config.root, siblings=drafts, debian=self.debian,
+                              python=self.python, fetch=fetch)
+        except PinConflict as conflict:
+            self.conflicts.extend(conflict.findings)
+            return None
 
-    def _lock_one(self, spec: ImageSpec, siblings: dict[str, Base]) -> BuiltImage:
-        if self.on_status:
-            self.on_status(spec.name, "locking")
-        with self._prepare_lock:
-            return lock_image(spec, store=self.store, registries=self.registries, options=self.options,
-                              project_root=self.config.root, siblings=dict(siblings), debian=self.debian,
-                              python=self.python)
+    def _build_and_finish(self, plans: dict[str, PlannedImage]) -> list[BuiltImage]:
+        owners = [(name, i) for name, plan in plans.items() for i in range(len(plan.layers))]
+        specs = [plans[name].layers[i] for name, i in owners]
+        started = time.monotonic()
+
+        def done(layer: BuiltLayer) -> None:
+            if self.on_layer is not None:
+                self.on_layer(next((n for n, i in owners if plans[n].layers[i].description == layer.description),
+                                   "layers"), layer)
+
+        media_type = layer_media_type(self.options.compression, self.options.format)
+        layers = build_layers(self.store, specs, compression=self.options.compression, media_type=media_type,
+                              mtime=self.options.mtime, on_done=done)
+        seconds = time.monotonic() - started
+        per_image: dict[str, list[BuiltLayer]] = {name: [] for name in plans}
+        for (name, _), layer in zip(owners, layers, strict=True):
+            per_image[name].append(layer)
+        built: dict[str, BuiltImage] = {}
+        for name, plan in plans.items():
+            base = plan.base
+            if plan.spec.base in built:  # a project image: on its finished documents, not its draft
+                parent = built[plan.spec.base]
+                base = Base(parent.image, self.base_name(self.config.image(parent.name)), parent.debian, parent.python)
+            built[name] = finish_image(plan, base, per_image[name], store=self.store, options=self.options,
+                                       seconds=seconds)
+        return list(built.values())
 
     def check(self, built: Sequence[BuiltImage]) -> list[Finding]:
         """``lamina check`` on built (or locked) images: what would fail at run time, found now."""
@@ -136,30 +149,3 @@ class Family:
     def close(self) -> None:
         self.debian.close()
         self.python.close()
-
-
-class _Serialized:
-    """Runs a session's resolving and fetching one image at a time (layers are still built in parallel)."""
-
-    def __init__(self, session: object, lock: threading.Lock) -> None:
-        self._session = session
-        self._lock = lock
-
-    def prepare(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
-        with self._lock:
-            return self._session.prepare(*args, **kwargs)  # type: ignore[attr-defined]
-
-    def __getattr__(self, name: str):  # noqa: ANN204
-        return getattr(self._session, name)
-
-
-def _waves(config: ProjectConfig, order: Sequence[str]) -> list[list[str]]:
-    """Groups of images whose project bases are all in earlier groups (bases first, in order)."""
-    depth: dict[str, int] = {}
-    for name in order:
-        base = project_base(config, config.image(name).base)
-        depth[name] = depth[base] + 1 if base is not None else 0
-    waves: dict[int, list[str]] = {}
-    for name in order:
-        waves.setdefault(depth[name], []).append(name)
-    return [waves[d] for d in sorted(waves)]

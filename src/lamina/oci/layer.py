@@ -34,6 +34,16 @@ class LayerSpec:
     entries: Callable[[], Iterable[Entry]]
     description: str
     key: str | None = None
+    #: Names what the layer is made of when ``key`` is not given (e.g. a copy's source and settings):
+    #: two specs with the same identity make the same layer, so a family builds it once.
+    identity: str | None = None
+    #: How much work the layer is, roughly (bytes of input): the heaviest are started first.
+    weight: int = 0
+
+    @property
+    def same(self) -> str | None:
+        """What makes two specs the same layer, if anything does."""
+        return self.key or self.identity
 
 
 @dataclass(frozen=True)
@@ -105,7 +115,12 @@ def build_layers(
     mtime: int,
     on_done: Callable[[BuiltLayer], None] | None = None,
 ) -> list[BuiltLayer]:
-    """Build several layers, as many at once as there are cores (result order = ``specs`` order)."""
+    """Build several layers (result order = ``specs`` order): the heaviest first, one more at a time
+    than there are cores (while one layer installs or reads, the others compress), and each distinct
+    layer once even when several specs describe it."""
+    unique: dict[str, LayerSpec] = {}
+    for i, spec in enumerate(specs):
+        unique.setdefault(spec.same or f"#{i}", spec)
 
     def one(spec: LayerSpec) -> BuiltLayer:
         built = build_layer(store, spec, compression=compression, media_type=media_type, mtime=mtime)
@@ -113,10 +128,13 @@ def build_layers(
             on_done(built)
         return built
 
-    if len(specs) <= 1:
-        return [one(spec) for spec in specs]
-    with ThreadPoolExecutor(max_workers=min(len(specs), workers())) as pool:
-        return list(pool.map(one, specs))
+    order = sorted(unique.items(), key=lambda item: -item[1].weight)
+    if len(order) <= 1:
+        results = {name: one(spec) for name, spec in order}
+    else:
+        with ThreadPoolExecutor(max_workers=min(len(order), workers() + 1)) as pool:
+            results = dict(zip([name for name, _ in order], pool.map(one, [spec for _, spec in order])))
+    return [results[spec.same or f"#{i}"] for i, spec in enumerate(specs)]
 
 
 def input_key(*parts: str) -> str:

@@ -69,7 +69,7 @@ class PythonLayers:
         description = f"python {names}" if len(group) <= 3 else f"python {len(group)} packages ({names[:80]}…)"
         key = input_key(LAYOUT_VERSION, self.target.version, self.target.venv, self.target.interpreter,
                         str(self.compile), str(self.uid), str(self.gid), *(f"{d.pin}:{d.sha256}" for d in group))
-        return LayerSpec(lambda: self._entries(group), description, key)
+        return LayerSpec(lambda: self._entries(group), description, key, weight=sum(d.size or 0 for d in group))
 
     def _entries(self, group: Sequence[LockedDist]) -> list[Entry]:
         staging = Path(tempfile.mkdtemp(prefix="stage-", dir=self._root))

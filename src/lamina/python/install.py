@@ -62,7 +62,8 @@ def install_wheel(wheel: Path, name: str, target: PythonTarget, staging: Path, *
 
 
 def compile_site_packages(staging: Path, target: PythonTarget) -> None:
-    """Compile every ``.py`` under the staged site-packages and add the ``.pyc`` files to RECORD.
+    """Compile the ``.py`` files under the staged site-packages (all but libraries' test suites) and
+    add the ``.pyc`` files to RECORD.
 
     Always in a fresh ``python -m compileall``: marshal marks objects by their reference counts, so
     bytecode compiled inside a busy process (lamina's, with its own modules loaded) can differ from the
@@ -76,7 +77,7 @@ def compile_site_packages(staging: Path, target: PythonTarget) -> None:
     jobs = str(workers()) if len(sources) >= PARALLEL_COMPILE else "1"
     subprocess.run(
         [sys.executable, "-m", "compileall", "-q", "-j", jobs, "--invalidation-mode", "unchecked-hash",
-         "-s", str(staging), "-p", "/", str(root)],
+         "-x", SKIP_COMPILE, "-s", str(staging), "-p", "/", str(root)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,  # Python 2 files fail, as they would
     )
     compiled = [Path(importlib.util.cache_from_source(str(s))) for s in sources]
@@ -84,6 +85,9 @@ def compile_site_packages(staging: Path, target: PythonTarget) -> None:
 
 
 PARALLEL_COMPILE = 500  # below this many files, the process pool costs more than it saves
+#: Libraries' own test suites (numpy/*/tests/..., about half of numpy's, scipy's and scikit-learn's
+#: files) are not compiled: a service never imports them, and they would compile on first import.
+SKIP_COMPILE = r"/tests?/"
 
 
 def _add_to_record(site_packages: Path, files: list[Path]) -> None:

@@ -24,8 +24,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cmp_to_key, lru_cache
 
-from debian.debian_support import version_compare
-from debian.deb822 import PkgRelation
 
 from lamina.debian.archive import Candidate
 from lamina.errors import LaminaError
@@ -63,6 +61,8 @@ def parse_relations(text: str) -> tuple[tuple[Relation, ...], ...]:
     if not text.strip():
         return ()
     groups = []
+    from debian.deb822 import PkgRelation  # imported when resolving: slow to import
+
     for group in PkgRelation.parse_relations(text):
         alts = []
         for rel in group:
@@ -71,6 +71,13 @@ def parse_relations(text: str) -> tuple[tuple[Relation, ...], ...]:
         if alts:
             groups.append(tuple(alts))
     return tuple(groups)
+
+
+def version_compare(a: str, b: str) -> int:
+    """Debian's version ordering (python-debian's, imported on first use)."""
+    from debian.debian_support import version_compare as compare
+
+    return compare(a, b)
 
 
 def satisfies(version: str, op: str | None, wanted: str | None) -> bool:

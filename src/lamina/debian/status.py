@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import zstandard
-from debian import deb822
 
 from lamina.debian.deb import rewrite_md5sums
 from lamina.debian.resolve import Installed
@@ -47,6 +46,8 @@ def parse_status(text: str) -> dict[str, Installed]:
     """Installed packages of a dpkg status text (paragraphs without a ``Status`` count as installed:
     distroless records omit it)."""
     out: dict[str, Installed] = {}
+    from debian import deb822  # imported when a status file is read: slow to import
+
     for para in deb822.Deb822.iter_paragraphs(text.splitlines(True), use_apt_pkg=False):
         name = para.get("Package")
         if not name:

@@ -25,7 +25,7 @@ from lamina.python.target import PythonTarget
 ALONE_BYTES = 1024 * 1024
 BUCKETS = 8
 LAYER_BUDGET = 100
-LAYOUT_VERSION = "python-layer-v1"
+LAYOUT_VERSION = "python-layer-v2"  # change whenever what goes into a layer changes
 
 
 def bucket_of(name: str) -> int:

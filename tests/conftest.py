@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -83,6 +87,27 @@ def require_tool(name: str, package: str | None = None) -> str:
     if path is None:
         pytest.skip(f"{name} not installed: apt-get install {package or name}")
     return path
+
+
+#: ``podman run`` flags that work on these machines (the default limits are refused here).
+PODMAN_RUN_FLAGS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+
+
+@contextlib.contextmanager
+def container_storage(prefix: str = "lc-") -> Iterator[dict[str, list[str]]]:
+    """podman and buildah commands sharing one short-lived storage (the flags that work here), removed after."""
+    require_tool("podman")
+    require_tool("runc")
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))  # podman refuses a runroot path over 50 characters
+    storage = ["--root", str(base / "root"), "--runroot", str(base / "run"), "--storage-driver", "overlay"]
+    tools = {"podman": ["podman", *storage, "--runtime", "runc", "--cgroup-manager", "cgroupfs"],
+             "buildah": ["buildah", *storage]}
+    try:
+        yield tools
+    finally:
+        subprocess.run(tools["podman"] + ["rm", "-a", "-f"], capture_output=True, timeout=120)
+        subprocess.run(tools["podman"] + ["system", "reset", "--force"], capture_output=True, timeout=120)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import require_tool
+from conftest import PODMAN_RUN_FLAGS, container_storage, require_tool
 from projects import run_lamina
 from registry_servers import free_port, unique_repo
 
@@ -234,29 +234,19 @@ def reachable() -> str | None:
 
 @pytest.fixture(scope="module")
 def containers() -> Iterator[dict[str, list[str]]]:
-    """buildah and podman sharing one short-lived storage (the flags that work on these machines)."""
+    """buildah and podman sharing one short-lived storage, and the build flags that work on these machines."""
     require_tool("buildah")
-    require_tool("podman")
-    require_tool("runc")
     require_tool("slirp4netns")
     if not CA_BUNDLE.is_file():
         pytest.skip(f"{CA_BUNDLE} is missing: pip inside the builds could not verify PyPI")
     if (problem := reachable()) is not None:
         pytest.skip(f"the Debian archive or PyPI cannot be reached ({problem}): buildah build skipped")
-    base = Path(tempfile.mkdtemp(prefix="lx-", dir="/tmp"))
-    storage = ["--root", str(base / "root"), "--runroot", str(base / "run"), "--storage-driver", "overlay"]
-    pip_conf = base / "pip.conf"  # only the CA (the host's pip config adds a local wheel folder: not wanted)
-    pip_conf.write_text(f"[global]\ncert = {CA_BUNDLE}\n")
-    tools = {
-        "buildah": ["buildah", *storage],
-        "podman": ["podman", *storage, "--runtime", "runc", "--cgroup-manager", "cgroupfs"],
-        "build_flags": ["--layers", "--isolation", "chroot", "--network", "host", "--tls-verify=false",
-                        "-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro", "-v", f"{pip_conf}:/etc/pip.conf:ro"],
-    }
-    yield tools
-    subprocess.run(tools["podman"] + ["rm", "-a", "-f"], capture_output=True, timeout=120)
-    subprocess.run(tools["podman"] + ["system", "reset", "--force"], capture_output=True, timeout=120)
-    shutil.rmtree(base, ignore_errors=True)
+    with container_storage("lx-") as tools, tempfile.TemporaryDirectory() as tmp:
+        pip_conf = Path(tmp) / "pip.conf"  # only the CA (the host's pip config adds a local wheel folder: not wanted)
+        pip_conf.write_text(f"[global]\ncert = {CA_BUNDLE}\n")
+        tools["build_flags"] = ["--layers", "--isolation", "chroot", "--network", "host", "--tls-verify=false",
+                                "-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro", "-v", f"{pip_conf}:/etc/pip.conf:ro"]
+        yield tools
 
 
 def wait_for(url: str, seconds: float = 60) -> tuple[int, bytes]:
@@ -272,7 +262,7 @@ def wait_for(url: str, seconds: float = 60) -> tuple[int, bytes]:
 
 
 def podman_json(podman: list[str], image: str, *command: str) -> object:
-    result = subprocess.run(podman + ["run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+    result = subprocess.run(podman + ["run", "--rm", *PODMAN_RUN_FLAGS,
                                       "--network", "host", "--entrypoint", command[0], image, *command[1:]],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -317,7 +307,7 @@ def test_exported_files_build_with_buildah_and_match_lamina(tmp_path, registry, 
     pip_list = ("/opt/venv/bin/python", "-m", "pip", "list", "--format", "json")
     from_export, from_lamina = canonical(podman_json(podman, built, *pip_list)), canonical(podman_json(podman, ours, *pip_list))
     assert from_export == from_lamina and {"fastapi", "jinja2", "markupsafe", "pip", "uvicorn"} <= set(from_export)
-    check = subprocess.run(podman + ["run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+    check = subprocess.run(podman + ["run", "--rm", *PODMAN_RUN_FLAGS,
                                      "--entrypoint", "/opt/venv/bin/python", built, "-m", "pip", "check"],
                            capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -341,8 +331,8 @@ def test_exported_files_build_with_buildah_and_match_lamina(tmp_path, registry, 
     # namespace: another test may hold the host's port 8000)
     name = f"x-{owner}"
     port = free_port()
-    run = subprocess.run(podman + ["run", "-d", "--name", name, "--ulimit", "nofile=1024:1024", "--ulimit",
-                                   "nproc=1024:1024", "--network", "slirp4netns", "-p", f"127.0.0.1:{port}:8000", built],
+    run = subprocess.run(podman + ["run", "-d", "--name", name, *PODMAN_RUN_FLAGS, "--network", "slirp4netns",
+                                   "-p", f"127.0.0.1:{port}:8000", built],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     try:

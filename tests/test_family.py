@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import require_tool
+from conftest import PODMAN_RUN_FLAGS, container_storage
 from projects import run_lamina
 from registry_servers import unique_repo
 
@@ -105,15 +104,8 @@ def test_images_carry_the_seed_runtime_settings(family):
 
 @pytest.fixture(scope="module")
 def podman() -> Iterator[list[str]]:
-    require_tool("podman")
-    require_tool("runc")
-    base = Path(tempfile.mkdtemp(prefix="lf-", dir="/tmp"))
-    cmd = ["podman", "--root", str(base / "root"), "--runroot", str(base / "run"), "--storage-driver", "overlay",
-           "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
-    yield cmd
-    subprocess.run(cmd + ["rm", "-a", "-f"], capture_output=True, timeout=120)
-    subprocess.run(cmd + ["system", "reset", "--force"], capture_output=True, timeout=120)
-    shutil.rmtree(base, ignore_errors=True)
+    with container_storage("lf-") as tools:
+        yield tools["podman"]
 
 
 def port_free(port: int, seconds: float = 15) -> bool:
@@ -155,8 +147,8 @@ def test_family_pushes_and_every_service_answers_healthz_as_non_root(family, sto
         name = f"t-{service}"
         image = f"{registry.host}/{owner}/{service}:1.0.0"
         assert port_free(8000), "something else listens on 127.0.0.1:8000; the services need that port"
-        run = subprocess.run(podman + ["run", "-d", "--name", name, "--tls-verify=false", "--ulimit", "nofile=1024:1024",
-                                       "--ulimit", "nproc=1024:1024", "--network", "host", image],
+        run = subprocess.run(podman + ["run", "-d", "--name", name, "--tls-verify=false", *PODMAN_RUN_FLAGS,
+                                       "--network", "host", image],
                              capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stderr
         try:
@@ -176,7 +168,7 @@ def test_lamina_test_waits_for_the_health_checks(family, store, podman):
     env_podman = " ".join(podman)
     result = run_lamina("test", "svc-forms", cwd=family, check=False, env={
         "LAMINA_STORE": str(store), "LAMINA_PODMAN": env_podman,
-        "LAMINA_PODMAN_RUN_FLAGS": "--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network host"})
+        "LAMINA_PODMAN_RUN_FLAGS": " ".join([*PODMAN_RUN_FLAGS, "--network", "host"])})
     assert result.returncode == 0, result.stderr
     assert "healthy svc-forms:1.0.0" in result.stderr
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import require_tool
+from conftest import PODMAN_RUN_FLAGS, container_storage, require_tool
 from projects import make_hello_project, run_lamina
 
 pytestmark = pytest.mark.runtime
@@ -33,22 +31,13 @@ def built(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def podman() -> Iterator[list[str]]:
-    """podman with its own short-lived storage (the flags that work on these machines)."""
-    require_tool("podman")
-    require_tool("runc")
-    base = Path(tempfile.mkdtemp(prefix="lp-", dir="/tmp"))  # podman wants a short runroot path
-    cmd = [
-        "podman", "--root", str(base / "root"), "--runroot", str(base / "run"),
-        "--storage-driver", "overlay", "--runtime", "runc", "--cgroup-manager", "cgroupfs",
-    ]
-    yield cmd
-    subprocess.run(cmd + ["system", "reset", "--force"], capture_output=True, timeout=120)
-    shutil.rmtree(base, ignore_errors=True)
+    with container_storage("lp-") as tools:
+        yield tools["podman"]
 
 
 def podman_run(podman: list[str], image: str) -> subprocess.CompletedProcess:
     cmd = podman + [
-        "run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--network", "host", image,
+        "run", "--rm", *PODMAN_RUN_FLAGS, "--network", "host", image,
     ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 

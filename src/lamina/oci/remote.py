@@ -104,17 +104,21 @@ def ensure_blobs(image: Image, store: BlobStore, registries: Registries) -> int:
     """Fetch every blob of ``image`` missing from the store (from its origin); returns bytes fetched."""
     fetched = 0
     for desc in image.blobs():
-        if store.has(desc.digest):
-            continue
-        if image.origin is None:
-            raise LaminaError(
-                f"blob {desc.digest} of the image is not in the store and has no registry to come from",
-                hint="build again (the store was cleaned while the image was in use)",
-            )
-        host, repo = split_origin(image.origin)
-        _fetch_into_store(registries.client(host), repo, desc.digest, store)
-        fetched += desc.size
+        if not store.has(desc.digest):
+            fetch_from_origin(image, desc.digest, store, registries)
+            fetched += desc.size
     return fetched
+
+
+def fetch_from_origin(image: Image, digest: str, store: BlobStore, registries: Registries) -> None:
+    """Fetch one blob of ``image`` from the registry its base came from into the store (verified)."""
+    if image.origin is None:
+        raise LaminaError(
+            f"blob {digest} of the image is not in the store and has no registry to come from",
+            hint="build again (the store was cleaned while the image was in use)",
+        )
+    host, repo = split_origin(image.origin)
+    _fetch_into_store(registries.client(host), repo, digest, store)
 
 
 @dataclass(frozen=True)
@@ -183,10 +187,7 @@ def _opener(image: Image, digest: str, store: BlobStore, registries: Registries)
 
     def open_blob() -> object:
         if not store.has(digest):
-            if image.origin is None:
-                raise LaminaError(f"blob {digest} is neither in the store nor in a registry we know")
-            host, repo = split_origin(image.origin)
-            _fetch_into_store(registries.client(host), repo, digest, store)
+            fetch_from_origin(image, digest, store, registries)
         return store.open(digest)
 
     return open_blob

@@ -50,15 +50,16 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, *, tmp_dir: Path | None = None) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+@contextlib.contextmanager
+def atomic_file(path: Path, *, tmp_dir: Path | None = None) -> Iterator[IO[bytes]]:
+    """A file to write that appears at ``path`` only once complete (temp file, fsync, rename)."""
     directory = tmp_dir or path.parent
     directory.mkdir(parents=True, exist_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -66,6 +67,12 @@ def atomic_write(path: Path, data: bytes, *, tmp_dir: Path | None = None) -> Non
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write(path: Path, data: bytes, *, tmp_dir: Path | None = None) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    with atomic_file(path, tmp_dir=tmp_dir) as f:
+        f.write(data)
 
 
 @dataclass(frozen=True)
@@ -256,18 +263,8 @@ class BlobStore:
 
     def copy_to(self, digest: str, dest: Path) -> None:
         """Copy a blob to ``dest`` atomically, verifying it on the way."""
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as out, self.open(digest) as src:
-                shutil.copyfileobj(src, out, CHUNK)  # type: ignore[misc]
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, dest)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        with atomic_file(dest) as out, self.open(digest) as src:
+            shutil.copyfileobj(src, out, CHUNK)  # type: ignore[misc]
 
     def _missing(self, digest: str) -> StoreError:
         return StoreError(

@@ -48,13 +48,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 from registry_servers import RegistryServer  # noqa: E402  (the tests' real docker-registry runner)
 
 PROFILES = {
-    # config, services touched by the app scenario, (file, old, new) of the ML and core bumps
+    # config, the file the app scenario changes, and the ML and core bumps: (requirements file, package,
+    # versions): run n moves from versions[n] to versions[n+1], a version no tool has built before
     "ci": ("lamina.toml", "apps/svc_forms/main.py",
-           ("libs/requirements-ml.txt", "joblib==1.5.3", "joblib==1.5.2"),
-           ("libs/requirements-base.txt", "orjson==3.10.13", "orjson==3.10.12")),
+           ("libs/requirements-ml.txt", "joblib", ["1.5.3", "1.5.2", "1.5.1", "1.5.0", "1.4.2"]),
+           ("libs/requirements-base.txt", "orjson", ["3.10.13", "3.10.12", "3.10.11", "3.10.10", "3.10.9"])),
     "full": ("lamina.full.toml", "apps/svc_forms/main.py",
-             ("libs/requirements-ml-full.txt", "nltk==3.9.4", "nltk==3.9.3"),
-             ("libs/requirements-base-full.txt", "orjson==3.12.0", "orjson==3.11.9")),
+             ("libs/requirements-ml-full.txt", "nltk", ["3.9.4", "3.9.3", "3.9.2", "3.9.1", "3.8.1"]),
+             ("libs/requirements-base-full.txt", "orjson", ["3.12.0", "3.11.9", "3.11.8", "3.11.7", "3.11.6"])),
 }
 SCENARIOS = ("cold", "app", "ml", "core", "noop")
 PODMAN_LIKE = ["--storage-driver", "overlay"]
@@ -139,20 +140,20 @@ class Bench:
         self.write_bench_config()
         self.use_registry("lamina")
         self.lamina("lock", "--config", self.config.name, store=self.work / "setup-store")
-        self.bumped = {"ml": False, "core": False}
 
     def fill_wheelhouse(self) -> None:
         """Lock every variant the scenarios need (from PyPI), then copy the locked wheels to a folder."""
         store = self.work / "setup-store"
         self.wheelhouse.mkdir()
-        for bump in (None, self.ml_bump, self.core_bump):
-            if bump:
-                self.edit(bump[0], bump[1], bump[2])
-            self.lamina("lock", "--config", self.config.name, store=store)
-            lock = self.config.with_suffix(".lock") if self.config.name != "lamina.toml" else self.project / "lamina.lock"
-            self.copy_wheels(lock, store)
-            if bump:
-                self.edit(bump[0], bump[2], bump[1])
+        lock = self.config.with_suffix(".lock") if self.config.name != "lamina.toml" else self.project / "lamina.lock"
+        self.lamina("lock", "--config", self.config.name, store=store)
+        self.copy_wheels(lock, store)
+        for file, package, versions in (self.ml_bump, self.core_bump):
+            for old, new in zip(versions, versions[1 : self.args.runs + 1]):
+                self.edit(file, f"{package}=={old}", f"{package}=={new}")
+                self.lamina("lock", "--config", self.config.name, store=store)
+                self.copy_wheels(lock, store)
+            self.edit(file, f"{package}=={versions[min(self.args.runs, len(versions) - 1)]}", f"{package}=={versions[0]}")
         self.lamina("lock", "--config", self.config.name, store=store)
 
     def copy_wheels(self, lock: Path, store: Path) -> None:
@@ -264,18 +265,14 @@ class Bench:
         return rows
 
     def change(self, scenario: str, n: int) -> None:
-        """Make the scenario's change. Bumps alternate direction, so every run moves one version."""
+        """Make the scenario's change: every run a change neither tool has built before."""
         if scenario == "app":
             path = self.project / self.app_file
             text = re.sub(r"Form \{\{ number \}\}( r\d+)?", "Form {{ number }}", path.read_text())
             path.write_text(text.replace("Form {{ number }}", f"Form {{{{ number }}}} r{n}", 1))
         elif scenario in ("ml", "core"):
-            file, old, new = self.ml_bump if scenario == "ml" else self.core_bump
-            if self.bumped[scenario]:
-                self.edit(file, new, old)
-            else:
-                self.edit(file, old, new)
-            self.bumped[scenario] = not self.bumped[scenario]
+            file, package, versions = self.ml_bump if scenario == "ml" else self.core_bump
+            self.edit(file, f"{package}=={versions[n]}", f"{package}=={versions[n + 1]}")
             self.use_registry("lamina")
             self.lamina("lock", "--config", self.config.name, store=self.work / "setup-store")
 
@@ -348,7 +345,7 @@ def report(rows: list[Row], profile: str, machine: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=sorted(PROFILES), default="ci")
-    parser.add_argument("--runs", type=int, default=3, help="runs per scenario (median, min, max)")
+    parser.add_argument("--runs", type=int, default=3, choices=range(1, 5), help="runs per scenario (median, min, max)")
     parser.add_argument("--runs-cold", type=int, help="runs of the cold scenario (default: --runs)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--workdir", help="where to work (default: a new temp dir, removed unless --keep)")

@@ -8,6 +8,7 @@ registry that lacks it), and then it is verified and kept in the store.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -150,7 +151,8 @@ def push_image(
     """
     client = registries.client(target.registry)
     tags = list(tags or [target.identifier])
-    if _already_there(client, target.repository, tags, image):
+    present = _blobs_already_there(client, target.repository, tags, image)
+    if present is None:
         outcomes = {d.digest: "exists" for d in image.blobs()}
         client.stats.add(blobs_skipped=len(outcomes))
         return PushReport(str(target), image.digest, outcomes, 0)
@@ -160,11 +162,14 @@ def push_image(
         for digest in image.origin_blobs if host == target.registry else ():
             sources.setdefault(digest, []).insert(0, repo)
     groups: dict[tuple[str, ...], list[tuple[str, int, Callable[[], object]]]] = {}
+    outcomes: dict[str, str] = {d.digest: "exists" for d in image.blobs() if d.digest in present}
+    client.stats.add(blobs_skipped=len(outcomes))
     for desc in image.blobs():
+        if desc.digest in present:
+            continue
         repos = tuple(dict.fromkeys(r for r in sources.get(desc.digest, ()) if r != target.repository))
         groups.setdefault(repos, []).append((desc.digest, desc.size, _opener(image, desc.digest, store, registries)))
     before = client.stats.bytes_uploaded
-    outcomes: dict[str, str] = {}
     for repos, blobs in groups.items():
         outcomes.update(client.push_blobs(target.repository, blobs, mount_from=repos, on_done=on_blob))
     for tag in tags:
@@ -172,14 +177,20 @@ def push_image(
     return PushReport(str(target), image.digest, outcomes, client.stats.bytes_uploaded - before)
 
 
-def _already_there(client: RegistryClient, repo: str, tags: Sequence[str], image: Image) -> bool:
-    """Every tag already names this manifest: the registry has the image and all its blobs (a registry
-    never keeps a manifest whose blobs are missing), so there is nothing to send."""
-    for tag in tags:
-        found = client.head_manifest(repo, tag, accept=image.manifest.media_type)
-        if found is None or found[0] != image.digest:
-            return False
-    return True
+def _blobs_already_there(client: RegistryClient, repo: str, tags: Sequence[str], image: Image) -> set[str] | None:
+    """None when every tag already names this manifest (nothing to send); else the blobs the repository
+    is known to have: those of the manifest its first tag names now (a registry keeps no manifest whose
+    blobs are missing), so an image that changed a little costs one GET, not a HEAD per blob."""
+    previous = [client.head_manifest(repo, tag, accept=image.manifest.media_type) for tag in tags]
+    if all(found is not None and found[0] == image.digest for found in previous):
+        return None
+    if previous[0] is None or previous[0][1] not in mt.MANIFEST_TYPES:
+        return set()
+    try:
+        old = json.loads(client.get_manifest(repo, previous[0][0], accept=previous[0][1]).data)
+    except (LaminaError, ValueError):
+        return set()  # gone meanwhile, or unreadable: check blob by blob
+    return {old["config"]["digest"], *(layer["digest"] for layer in old.get("layers", []))}
 
 
 def _opener(image: Image, digest: str, store: BlobStore, registries: Registries) -> Callable[[], object]:

@@ -165,11 +165,10 @@ class Bench:
         data = Lock.load(lock)
         dists = [LockedDist.from_lock(d) for image in data.data.get("images", {}).values()
                  for d in image.get("python", {}).get("dists", [])]
-        paths = fetch_wheels(dists, BlobStore(store))
-        for dist in dists:
+        for dist in dists:  # one at a time: two images may lock two versions of one package
             target = self.wheelhouse / dist.filename
             if not target.exists():
-                shutil.copy(paths[dist.name], target)
+                shutil.copy(fetch_wheels([dist], BlobStore(store))[dist.name], target)
 
     def push_python_base(self, only: str | None = None) -> None:
         """The Python base both tools start from, built by lamina, pushed to both registries."""

@@ -229,6 +229,29 @@ packages = ["python3-six", "libexpat1"]
     assert section["base_packages"].startswith("sha256:")
 
 
+@pytest.mark.registry
+def test_packages_on_a_project_image_over_a_pulled_debian_base(built, shared_store, registry, tmp_path):
+    """The dpkg database of an image planned on a pulled base is read from the base's layers (in the
+    registry), not from the documents of the image in between, which exist only as a plan."""
+    root = make_project(tmp_path / "pushed", body=PROJECT)
+    lamina(root, shared_store, "build", "pybase", "--push", "--registry", registry.host, "--owner", "deb")
+    body = f"""
+[images.mid]
+from = "{registry.host}/deb/pybase:1.0"
+env = {{ STAGE = "mid" }}
+
+[images.top]
+from = "mid"
+packages = ["python3-six", "libexpat1"]
+"""
+    other = make_project(tmp_path / "on-pulled", body=body)
+    lamina(other, tmp_path / "fresh-store", "lock")
+    import tomllib
+
+    section = tomllib.loads((other / "lamina.lock").read_text())["images"]["top"]["debian"]
+    assert [p["name"] for p in section["packages"]] == ["python3-six"]
+
+
 # -- tampering: a local mirror serves real signed files with one byte changed -------------------------
 
 

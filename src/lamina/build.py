@@ -207,6 +207,7 @@ def plan_image(
     if fetch:
         layers += layer_specs(spec)
     draft = assemble(spec, base, [], options)
+    store.put_bytes(draft.config.data, draft.config.digest)  # images planned on it may read its config as a blob
     return PlannedImage(spec, base, layers, draft, state, py_state, packages, dists, downloaded,
                         time.monotonic() - started)
 

@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from rich import box
@@ -46,13 +46,17 @@ examples:
   lamina build                          build every image into build/oci (an OCI layout)
   lamina build hello --output docker-archive:hello.tar
   lamina build --push --registry 127.0.0.1:5000
-  lamina lock                           (re)resolve Debian packages into lamina.lock
+  lamina init                           write lamina.toml for a repo laid out like libs/ + apps/svc_*/
+  lamina check                          what would fail at run time: missing imports, pin conflicts
+  lamina lock                           (re)resolve Debian and Python packages into lamina.lock
   lamina build --locked                 build exactly what lamina.lock says (CI)
+  lamina test                           start the services with podman, wait for their health checks
+  lamina export all                     Dockerfiles, docker-bake.json and scripts for BuildKit users
   lamina store gc                       drop blobs no recorded image uses
 
 environment:
   LAMINA_STORE       store directory (default ~/.cache/lamina)
-  LAMINA_REGISTRY, LAMINA_OWNER, LAMINA_VERSION   override lamina.toml's [project] values
+  LAMINA_REGISTRY, LAMINA_OWNER, LAMINA_VERSION, LAMINA_BASE_VERSION   override [project] values
   LAMINA_REGISTRY_USERNAME, LAMINA_REGISTRY_PASSWORD   registry credentials
   SOURCE_DATE_EPOCH  timestamp written into images (default 1970-01-01T00:00:01Z)
   LAMINA_JOBS        threads for compression (default: the number of cores)
@@ -124,10 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     lock = sub.add_parser(
         "lock",
-        help="resolve the images' Debian packages again and write lamina.lock",
-        description="Resolve the Debian packages of the images (all, or those named) against the current "
-        "archive and record the result in lamina.lock, next to lamina.toml. `lamina build` only resolves "
-        "what the lock lacks; this command is how a lock is updated.",
+        help="resolve the images' Debian and Python packages again and write lamina.lock",
+        description="Resolve the Debian packages (against the signed archive) and the Python requirements (with "
+        "uv, for each image's platform and Python, its base's pins as constraints) of the images named (default: "
+        "all), and of the images built on them, and record the result in lamina.lock next to lamina.toml (NAME.lock "
+        "for another NAME.toml). `lamina build` resolves only what the lock lacks or what changed; this command "
+        "is how a lock is updated on purpose. Nothing is downloaded or built.",
     )
     lock.add_argument("images", nargs="*", metavar="IMAGE", help="images to re-resolve (default: all)")
     _config_args(lock)
@@ -257,8 +263,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         with store.shared_lock():
             family = _family(config, store, registries, args, tag=tag, pushing=args.push, locked=args.locked)
             built = _run_family(family, names)
-            named = [Named(b.name, tag if config.image(b.name).service else config.tag_of(config.image(b.name)), b.image)
-                     for b in built]
+            named = _named(config, built, tag)
             _print_built(built)
             findings = family.conflicts if args.no_check else family.check(built)
             _print_findings(findings)
@@ -292,6 +297,12 @@ def _family(config: ProjectConfig, store: BlobStore, registries: Registries, arg
         version=config.version,
     )
     return Family(config, store, registries, options, tag, pushing=pushing, locked=locked, update=update)
+
+
+def _named(config: ProjectConfig, built: Iterable[BuiltImage], tag: str) -> list[Named]:
+    """Images with their output names: services get the tag (version or --tag), bases their own."""
+    return [Named(b.name, tag if config.image(b.name).service else config.tag_of(config.image(b.name)), b.image)
+            for b in built]
 
 
 def _run_family(family: Family, names: Sequence[str], *, lock_only: bool = False) -> list[BuiltImage]:
@@ -354,8 +365,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         with store.shared_lock():
             family = _family(config, store, registries, args, tag=tag)
             built = {b.name: b for b in _run_family(family, names)}
-            named = [Named(b.name, tag if config.image(b.name).service else config.tag_of(config.image(b.name)), b.image)
-                     for b in built.values()]
+            named = _named(config, built.values(), tag)
             write_output(output, named, store, registries)
     finally:
         registries.close()

@@ -194,6 +194,10 @@ class Bench:
         text = re.sub(r'(?m)^owner = .*$', 'owner = "bench"', text)
         text = re.sub(r'(?ms)^\[python\].*?(?=^\[)', "", text)
         text = re.sub(r'(?m)^base_version = .*$', 'base_version = "base"', text)
+        # svc-ocr's apt-get step needs a base with apt and a Debian mirror reachable inside the build; the
+        # shared base has neither (lamina installs packages without apt), so both tools leave svc-ocr out
+        text = re.sub(r'(?ms)^\[services\.svc_ocr\].*?(?=^\[|\Z)', "", text)
+        text = text.replace('exclude = ["svc_classifier", "svc_retriever"]', 'exclude = ["svc_classifier", "svc_retriever", "svc_ocr"]')
         self.version = re.search(r'(?m)^version = "([^"]*)"', text).group(1)  # type: ignore[union-attr]
         text += f'\n[python]\nfind_links = ["{self.wheelhouse}"]\nno_index = true\n'
         self.template = text

@@ -135,3 +135,17 @@ def test_check_reports_missing_duplicate_conflicting_and_unused(tmp_path):
 def test_imports_ignore_relative_and_find_nested(tmp_path):
     (tmp_path / "m.py").write_text("from . import x\ndef f():\n    import yaml.loader\n")
     assert [(s.module, s.line) for s in imports_in([tmp_path])] == [("yaml", 3)]
+
+
+def test_a_local_wheel_weighs_what_its_file_does(tmp_path):
+    """uv lists no size for find-links wheels: the file gives it, so layers do not depend on the index."""
+    wheel = make_wheel(tmp_path)
+    text = f"""
+lock-version = "1.0"
+[[packages]]
+name = "demo"
+version = "1.0"
+wheels = [{{ url = "{wheel.as_uri()}", hashes = {{ sha256 = "ab" }} }}]
+"""
+    (only,) = parse_pylock(text, "test", TARGET)
+    assert only.size == wheel.stat().st_size

@@ -181,8 +181,22 @@ def parse_pylock(text: str, where: str, target: PythonTarget | None = None) -> l
             raise LaminaError(f"{where}: {name} {package.get('version')} has no wheel for this platform",
                               hint="it is published as a source distribution only; pick a release with wheels")
         url = wheel.get("url") or Path(wheel["path"]).absolute().as_uri()
-        dists.append(LockedDist(name, str(package["version"]), url, wheel["hashes"]["sha256"], wheel.get("size")))
+        dists.append(LockedDist(name, str(package["version"]), url, wheel["hashes"]["sha256"], _size(wheel, url)))
     return sorted(dists, key=lambda d: d.name)
+
+
+def _size(wheel: Mapping[str, Any], url: str) -> int | None:
+    """The wheel's size: uv lists it for index wheels, not for local ones (find-links), whose file says it.
+    Layers are assigned by size, so the same wheel must weigh the same from any index."""
+    if wheel.get("size") is not None:
+        return int(wheel["size"])
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        try:
+            return Path(unquote(parsed.path)).stat().st_size
+        except OSError:
+            return None
+    return None
 
 
 def _resolution_error(stderr: str, where: str, requirements: Sequence[Path]) -> LaminaError:

@@ -238,7 +238,7 @@ def test_packages_on_a_project_image_over_a_pulled_debian_base(built, shared_sto
     body = f"""
 [images.mid]
 from = "{registry.host}/deb/pybase:1.0"
-env = {{ STAGE = "mid" }}
+workdir = "/srv"
 
 [images.top]
 from = "mid"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -80,6 +81,19 @@ def oci_schemas() -> OciSchemas:
     if not SCHEMAS.is_dir():
         pytest.skip(f"OCI schemas not found at {SCHEMAS} (../shared is absent in this clone)")
     return OciSchemas(SCHEMAS)
+
+
+@functools.cache
+def archives_unreachable() -> str | None:
+    """Why the Debian archive or PyPI cannot be reached (None when both answer): the network tests' gate."""
+    import httpx
+
+    for url in ("https://deb.debian.org/debian/dists/bookworm/InRelease", "https://pypi.org/simple/fastapi/"):
+        try:
+            httpx.head(url, timeout=15, follow_redirects=True).raise_for_status()
+        except httpx.HTTPError as e:
+            return f"{url}: {e}"
+    return None
 
 
 def require_tool(name: str, package: str | None = None) -> str:

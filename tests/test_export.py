@@ -14,10 +14,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from conftest import PODMAN_RUN_FLAGS, container_storage, require_tool
+from conftest import archives_unreachable as reachable
 from projects import run_lamina
 from registry_servers import free_port, unique_repo
 
@@ -221,15 +221,6 @@ def test_export_needs_the_lock_and_says_how_to_get_it(tmp_path):
 
 
 # -- built with buildah, run with podman ------------------------------------------------------------
-
-
-def reachable() -> str | None:
-    for url in ("https://deb.debian.org/debian/dists/bookworm/InRelease", "https://pypi.org/simple/fastapi/"):
-        try:
-            httpx.head(url, timeout=15, follow_redirects=True).raise_for_status()
-        except httpx.HTTPError as e:
-            return f"{url}: {e}"
-    return None
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from conftest import PODMAN_RUN_FLAGS, container_storage
+from conftest import archives_unreachable as reachable
 from projects import run_lamina
 from registry_servers import unique_repo
 
@@ -23,15 +23,6 @@ pytestmark = [pytest.mark.network, pytest.mark.registry]
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tax-agent"
 SERVICES = ["svc-classifier", "svc-forms", "svc-ingestion", "svc-retriever"]
 ML_SERVICES = ["svc-classifier", "svc-retriever"]
-
-
-def reachable() -> str | None:
-    for url in ("https://deb.debian.org/debian/dists/bookworm/InRelease", "https://pypi.org/simple/fastapi/"):
-        try:
-            httpx.head(url, timeout=15, follow_redirects=True).raise_for_status()
-        except httpx.HTTPError as e:
-            return f"{url}: {e}"
-    return None
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,6 +96,19 @@ def archives_unreachable() -> str | None:
         except httpx.HTTPError as e:
             return f"{url}: {e}"
     return None
+
+
+def wait_for(url: str, seconds: float = 60) -> tuple[int, bytes]:
+    """GET ``url`` until it answers (a service starting in a container): its status and body."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as response:
+                return response.status, response.read()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def require_tool(name: str, package: str | None = None) -> str:

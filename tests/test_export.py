@@ -10,7 +10,6 @@ import subprocess
 import tempfile
 import time
 import tomllib
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 
 from conftest import PODMAN_RUN_FLAGS, container_storage, require_tool
 from conftest import archives_unreachable as reachable
+from conftest import wait_for
 from projects import run_lamina
 from registry_servers import free_port, unique_repo
 
@@ -238,18 +238,6 @@ def containers() -> Iterator[dict[str, list[str]]]:
         tools["build_flags"] = ["--layers", "--isolation", "chroot", "--network", "host", "--tls-verify=false",
                                 "-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro", "-v", f"{pip_conf}:/etc/pip.conf:ro"]
         yield tools
-
-
-def wait_for(url: str, seconds: float = 60) -> tuple[int, bytes]:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=3) as response:
-                return response.status, response.read()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def podman_json(podman: list[str], image: str, *command: str) -> object:

@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from conftest import PODMAN_RUN_FLAGS, container_storage
 from conftest import archives_unreachable as reachable
+from conftest import wait_for
 from projects import run_lamina
 from registry_servers import unique_repo
 
@@ -111,18 +111,6 @@ def port_free(port: int, seconds: float = 15) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.3)
-
-
-def wait_for(url: str, seconds: float = 60) -> tuple[int, bytes]:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=3) as response:
-                return response.status, response.read()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def test_family_pushes_and_every_service_answers_healthz_as_non_root(family, store, registry, podman):

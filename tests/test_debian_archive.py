@@ -149,15 +149,15 @@ def test_image_config_and_lock(built):
     assert re.fullmatch(r"3\.11\.\d+", env["PYTHON_VERSION"])
     assert config["config"]["User"] == "app"
     lock = (built / "lamina.lock").read_text()
-    assert "[images.pybase.debian]" in lock and "[images.ocr.debian]" in lock
+    assert '[images.pybase."linux/amd64".debian]' in lock and '[images.ocr."linux/amd64".debian]' in lock
     import tomllib
 
     data = tomllib.loads(lock)["images"]
-    base = {p["name"] for p in data["pybase"]["debian"]["packages"]}
-    ocr = {p["name"] for p in data["ocr"]["debian"]["packages"]}
+    base = {p["name"] for p in data["pybase"]["linux/amd64"]["debian"]["packages"]}
+    ocr = {p["name"] for p in data["ocr"]["linux/amd64"]["debian"]["packages"]}
     assert {"python3", "python3.11", "libc6", "ca-certificates", "base-files"} <= base
     assert {"tesseract-ocr", "poppler-utils"} <= ocr and not base & ocr  # the base's packages are not added again
-    assert all(p["arch"] in ("amd64", "all") and len(p["sha256"]) == 64 for p in data["ocr"]["debian"]["packages"])
+    assert all(p["arch"] in ("amd64", "all") and len(p["sha256"]) == 64 for p in data["ocr"]["linux/amd64"]["debian"]["packages"])
 
 
 def test_a_warm_rebuild_downloads_nothing_and_gives_the_same_digests(built, shared_store, tmp_path):
@@ -208,7 +208,7 @@ def test_arm64_resolves_to_arm64_and_all_packages(shared_store, tmp_path):
     lamina(root, shared_store, "lock", "pybase")
     import tomllib
 
-    packages = tomllib.loads((root / "lamina.lock").read_text())["images"]["pybase"]["debian"]["packages"]
+    packages = tomllib.loads((root / "lamina.lock").read_text())["images"]["pybase"]["linux/arm64"]["debian"]["packages"]
     arches = {p["arch"] for p in packages}
     assert arches == {"arm64", "all"}
     assert any(p["name"] == "libc6" and p["filename"].endswith("_arm64.deb") for p in packages)
@@ -224,7 +224,7 @@ packages = ["python3-six", "libexpat1"]
     lamina(root, shared_store, "lock")
     import tomllib
 
-    section = tomllib.loads((root / "lamina.lock").read_text())["images"]["extra"]["debian"]
+    section = tomllib.loads((root / "lamina.lock").read_text())["images"]["extra"]["linux/amd64"]["debian"]
     assert [p["name"] for p in section["packages"]] == ["python3-six"]  # python3 and libexpat1 are in the base
     assert section["base_packages"].startswith("sha256:")
 
@@ -248,7 +248,7 @@ packages = ["python3-six", "libexpat1"]
     lamina(other, tmp_path / "fresh-store", "lock")
     import tomllib
 
-    section = tomllib.loads((other / "lamina.lock").read_text())["images"]["top"]["debian"]
+    section = tomllib.loads((other / "lamina.lock").read_text())["images"]["top"]["linux/amd64"]["debian"]
     assert [p["name"] for p in section["packages"]] == ["python3-six"]
 
 
@@ -296,7 +296,7 @@ def real_archive_files(built: Path, store: Path) -> tuple[bytes, bytes, dict]:
     """The real signed InRelease, the real Packages.xz and the lock entry of pybase, from the warm store."""
     import tomllib
 
-    section = tomllib.loads((built / "lamina.lock").read_text())["images"]["pybase"]["debian"]
+    section = tomllib.loads((built / "lamina.lock").read_text())["images"]["pybase"]["linux/amd64"]["debian"]
     inrelease = blob(store, section["sources"][0]["inrelease"])
     sha = re.search(rb"^ ([0-9a-f]{64}) +\d+ main/binary-amd64/Packages\.xz$", inrelease, re.M).group(1).decode()
     return inrelease, blob(store, "sha256:" + sha), section
@@ -366,7 +366,7 @@ def test_a_tampered_cached_deb_is_refused(built, shared_store, tmp_path):
     lamina(root, store, "lock")  # resolves (index from the network, cached in this store)
     import tomllib
 
-    section = tomllib.loads((root / "lamina.lock").read_text())["images"]["tiny"]["debian"]
+    section = tomllib.loads((root / "lamina.lock").read_text())["images"]["tiny"]["linux/amd64"]["debian"]
     for p in section["packages"]:  # warm this store with the verified .debs of the shared one
         target = store / "blobs" / "sha256" / p["sha256"]
         target.write_bytes(blob(shared_store, "sha256:" + p["sha256"]))

@@ -64,7 +64,7 @@ def test_export_writes_one_dockerfile_per_image_scripts_bake_ignore_and_readme(p
     assert {"docker-bake.json", ".dockerignore", "README.md", "build-base-images.sh",
             "build-and-push-images.sh"} <= written
     lock = tomllib.loads((project / "lamina.lock").read_text())["images"]
-    with_dists = {n for n, s in lock.items() if s.get("python", {}).get("dists")}
+    with_dists = {n for n, s in lock.items() if s["linux/amd64"].get("python", {}).get("dists")}
     assert {p.removeprefix("requirements/").removesuffix(".txt") for p in written if p.startswith("requirements/")} == with_dists
     for script in ("build-base-images.sh", "build-and-push-images.sh"):
         assert (project / OUT / script).stat().st_mode & 0o111
@@ -75,7 +75,7 @@ def test_export_writes_one_dockerfile_per_image_scripts_bake_ignore_and_readme(p
 
 def test_debian_base_dockerfile_pins_the_lock_and_adds_python3_venv(project):
     text = (project / OUT / "python.Dockerfile").read_text()
-    lock = tomllib.loads((project / "lamina.lock").read_text())["images"]["python"]["debian"]
+    lock = tomllib.loads((project / "lamina.lock").read_text())["images"]["python"]["linux/amd64"]["debian"]
     versions = {p["name"]: p["version"] for p in lock["packages"]}
     assert "FROM debian:bookworm-slim" in text
     assert "apt-get install -y --no-install-recommends" in text and "rm -rf /var/lib/apt/lists/*" in text
@@ -94,7 +94,7 @@ def test_python_images_install_exactly_the_locked_dists_with_hashes(project):
         req = (project / OUT / "requirements" / f"{name}.txt").read_text()
         pattern = r"^([A-Za-z0-9._-]+)==(\S+) \\\n    --hash=sha256:([0-9a-f]{64})$"
         found = {n: (v, h) for n, v, h in re.findall(pattern, req, re.M)}
-        assert found == {d["name"]: (d["version"], d["sha256"]) for d in lock[name]["python"]["dists"]}
+        assert found == {d["name"]: (d["version"], d["sha256"]) for d in lock[name]["linux/amd64"]["python"]["dists"]}
     runtime = (project / OUT / "base-runtime.Dockerfile").read_text()
     assert "ARG BASE_IMAGE=${REGISTRY}/${OWNER}/python:${BASE_VERSION}" in runtime and "FROM ${BASE_IMAGE}" in runtime
     assert "python3 -m venv --without-pip /opt/venv" in runtime and "ENV PATH=/opt/venv/bin:$PATH" in runtime
@@ -209,7 +209,7 @@ def test_export_needs_the_lock_and_says_how_to_get_it(tmp_path):
     root = copy_example(tmp_path / "tax-agent")
     lock = root / "lamina.lock"
     text = lock.read_text()
-    start, end = text.index("[images.svc-forms.python]"), text.index("[images.svc-ingestion.python]")
+    start, end = text.index('[images.svc-forms."linux/amd64".python]'), text.index('[images.svc-ingestion."linux/amd64".python]')
     lock.write_text(text[:start] + text[end:])
     result = lamina(root, "export", "dockerfiles", check=False)
     assert result.returncode == 1

@@ -43,3 +43,7 @@ class AuthError(RegistryError):
 
 class NotFoundError(RegistryError):
     """A manifest or blob is not in the registry (wrong reference, or never pushed)."""
+
+
+class LockStaleError(LaminaError):
+    """``--locked`` and the lock file has no fresh entry for an image (run ``lamina lock``)."""

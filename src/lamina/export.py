@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from lamina.config import CODE_EXCLUDES, ImageSpec, ProjectConfig
 from lamina.errors import ConfigError, LaminaError
@@ -92,7 +92,9 @@ def collect(config: ProjectConfig, built: Iterable[object], lock: Lock, out: str
     if config.registry is None:
         raise ConfigError(f"{config.path}: [project] has no registry, which the Dockerfiles' FROM lines and tags need",
                           hint="set registry in [project], LAMINA_REGISTRY, or pass --registry")
-    by_name = {b.name: b for b in built}  # type: ignore[attr-defined]
+    by_name: dict[str, Any] = {}
+    for b in built:  # one platform of each image: the export builds one
+        by_name.setdefault(b.name, b)  # type: ignore[attr-defined]
     images: dict[str, ExportImage] = {}
     for name in build_order(config, list(config.images)):
         spec = config.image(name)
@@ -101,11 +103,14 @@ def collect(config: ProjectConfig, built: Iterable[object], lock: Lock, out: str
             raise LaminaError(f"image {name!r} could not be locked", hint="run `lamina lock` and look at its errors")
         run = b.image.config.json().get("config", {})
         base_run = b.base.image.config.json().get("config", {}) if b.base else {}
+        if spec.run.cmd is None and run.get("Cmd"):  # a service's command is found from its code when planned
+            spec = replace(spec, run=replace(spec.run, cmd=list(run["Cmd"])))
+        where = str(b.platform)
         images[name] = ExportImage(
             spec=spec,
             base=project_base(config, spec.base),
-            debian=lock.section(name, "debian"),
-            python=lock.section(name, "python"),
+            debian=lock.section(name, where, "debian"),
+            python=lock.section(name, where, "python"),
             env=_env(run),
             base_env=_env(base_run),
             user=run.get("User") or None,

@@ -163,6 +163,12 @@ class RunConfig:
     stop_signal: str | None = None
 
 
+def env_of(config: Mapping[str, Any]) -> dict[str, str]:
+    """A config's ``Env`` list (``KEY=VALUE`` items) as a mapping; items without ``=`` are skipped."""
+    pairs = (str(item).partition("=") for item in config.get("Env") or [])
+    return {key: value for key, sep, value in pairs if sep}
+
+
 def merge_run_config(base: Mapping[str, Any], run: RunConfig) -> dict[str, Any]:
     """The base image's ``config`` object with ours applied on top, as Dockerfile instructions do.
 
@@ -309,3 +315,58 @@ class Image:
     def blobs(self) -> list[Descriptor]:
         """Config first, then layers: everything a copy of this image must carry."""
         return [self.config.descriptor(), *self.layers]
+
+    @property
+    def platform(self) -> Platform:
+        """The platform its config states."""
+        config = self.config.json()
+        return Platform(config.get("os", "linux"), config.get("architecture", "amd64"), config.get("variant"))
+
+
+@dataclass(frozen=True)
+class Index:
+    """A multi-platform image: an index (Docker: a manifest list) over one :class:`Image` per platform.
+
+    Like :class:`Image`, it carries the exact bytes of its document; its images are in the order of
+    its ``manifests``.
+    """
+
+    document: Document
+    images: tuple[Image, ...]
+
+    @classmethod
+    def of(cls, images: Sequence[Image], *, annotations: Mapping[str, str] | None = None) -> Index:
+        """The index over ``images`` (each described with the platform its config states)."""
+        if not images:
+            raise ValueError("an index needs at least one image")
+        fmt = images[0].format
+        manifests = [image.manifest.descriptor(platform=image.platform) for image in images]
+        return cls(build_index(manifests, annotations=annotations, fmt=fmt), tuple(images))
+
+    @property
+    def digest(self) -> str:
+        return self.document.digest
+
+    @property
+    def media_type(self) -> str:
+        return self.document.media_type
+
+    @property
+    def platforms(self) -> list[Platform]:
+        return [image.platform for image in self.images]
+
+    def blobs(self) -> list[Descriptor]:
+        """Every blob of every image, each once (shared layers are shared)."""
+        seen: dict[str, Descriptor] = {}
+        for image in self.images:
+            for desc in image.blobs():
+                seen.setdefault(desc.digest, desc)
+        return list(seen.values())
+
+
+#: What an output or a registry receives: one platform's image, or an index over several.
+Artifact = Image | Index
+
+
+def images_of(artifact: Artifact) -> tuple[Image, ...]:
+    return artifact.images if isinstance(artifact, Index) else (artifact,)

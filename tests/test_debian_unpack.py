@@ -253,7 +253,7 @@ def test_config_errors_name_the_line(tmp_path, body, message):
 
 
 def test_an_unreachable_mirror_is_a_clear_error(tmp_path):
-    from projects import run_lamina
+    from helpers import run_lamina
 
     write_config(tmp_path, '[project]\ndebian_mirror = "http://127.0.0.1:9/debian"\n\n[images.a]\nfrom = "debian:bookworm"\n')
     result = run_lamina("lock", cwd=tmp_path, env={"LAMINA_STORE": str(tmp_path / "store"), "NO_PROXY": "127.0.0.1"},

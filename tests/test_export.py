@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import tempfile
 import time
@@ -18,22 +17,21 @@ import pytest
 from conftest import PODMAN_RUN_FLAGS, container_storage, require_tool
 from conftest import archives_unreachable as reachable
 from conftest import wait_for
-from projects import run_lamina
+import helpers
+from helpers import config_of, run_lamina
 from registry_servers import free_port, unique_repo
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tax-agent"
 OUT = "infra/docker"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 def copy_example(dest: Path) -> Path:
-    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("build", "infra", "__pycache__"))
-    return dest
+    return helpers.copy_example(dest, ignore=("infra",))
 
 
 def lamina(root: Path, *args: str, check: bool = True):
-    return run_lamina(*args, cwd=root, env={"LAMINA_STORE": str(root.parent / "store"), "NO_PROXY": "127.0.0.1,localhost"},
-                      check=check)
+    """The CLI in ``root``, with a store next to it (each test's own)."""
+    return helpers.lamina(root, root.parent / "store", *args, check=check)
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
@@ -294,11 +292,7 @@ def test_exported_files_build_with_buildah_and_match_lamina(tmp_path, registry, 
     # the same runtime settings as lamina's image
     inspect = json.loads(subprocess.run(containers["buildah"] + ["inspect", "--type", "image", built], capture_output=True,
                                         text=True, check=True).stdout)["Docker"]["config"]  # built --format docker
-    layout = root / "build" / "oci"
-    index = json.loads((layout / "index.json").read_text())
-    entry = next(m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == "svc-forms:1.0.0")
-    manifest = json.loads((layout / "blobs" / "sha256" / entry["digest"].split(":")[1]).read_text())
-    lamina_run = json.loads((layout / "blobs" / "sha256" / manifest["config"]["digest"].split(":")[1]).read_text())["config"]
+    lamina_run = config_of(root / "build" / "oci", "svc-forms:1.0.0")["config"]
     for key in ("User", "WorkingDir", "Cmd", "ExposedPorts"):
         assert inspect[key] == lamina_run[key], key
     assert inspect["Healthcheck"]["Test"] == lamina_run["Healthcheck"]["Test"]

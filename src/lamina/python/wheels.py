@@ -50,7 +50,7 @@ def _fetch(client: httpx.Client, dist: LockedDist, store: BlobStore) -> int:
     if parsed.scheme == "file":
         return _copy_local(Path(unquote(parsed.path)), dist, store)
     try:
-        return download_blob(client, dist.url, store, wheel_digest(dist), what=dist.filename)
+        return download_blob(client, dist.url, store, wheel_digest(dist), size=dist.size, what=dist.filename)
     except DigestMismatchError as e:
         raise DigestMismatchError(
             f"{e.message} (the lock pins sha256 {dist.sha256} for {dist.pin})",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -163,10 +163,14 @@ class RunConfig:
     stop_signal: str | None = None
 
 
+def env_pairs(entries: Iterable[object] | None) -> dict[str, str]:
+    """An image config's ``Env`` (``KEY=VALUE`` strings) as a dict: a bare ``KEY`` maps to ``""``, the last wins."""
+    return dict(str(e).partition("=")[::2] for e in entries or [])
+
+
 def env_of(config: Mapping[str, Any]) -> dict[str, str]:
-    """A config's ``Env`` list (``KEY=VALUE`` items) as a mapping; items without ``=`` are skipped."""
-    pairs = (str(item).partition("=") for item in config.get("Env") or [])
-    return {key: value for key, sep, value in pairs if sep}
+    """The ``Env`` of a config's ``config`` object (as in an image config's ``"config"``), as a dict."""
+    return env_pairs(config.get("Env"))
 
 
 def merge_run_config(base: Mapping[str, Any], run: RunConfig) -> dict[str, Any]:
@@ -176,7 +180,7 @@ def merge_run_config(base: Mapping[str, Any], run: RunConfig) -> dict[str, Any]:
     entrypoint clears the base's cmd (Docker's rule) unless a cmd is also given.
     """
     out: dict[str, Any] = {k: v for k, v in base.items() if v is not None}
-    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in base.get("Env") or [])
+    env = env_pairs(base.get("Env"))
     env.update(run.env)
     if env:
         out["Env"] = [f"{k}={v}" for k, v in env.items()]

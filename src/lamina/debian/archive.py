@@ -31,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from lamina.errors import DigestMismatchError, LaminaError
+from lamina.errors import DigestMismatchError, LaminaError, NetworkError
 from lamina.oci.store import BlobStore, BlobWriter
 
 DEFAULT_MIRROR = "https://deb.debian.org/debian"
@@ -66,7 +66,7 @@ class ArchiveError(LaminaError):
     """The archive refused us, served something that does not verify, or lacks what we need."""
 
 
-class ArchiveUnreachableError(ArchiveError):
+class ArchiveUnreachableError(ArchiveError, NetworkError):
     """The mirror could not be reached (DNS, connection, TLS, time-out)."""
 
 

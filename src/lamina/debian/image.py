@@ -37,7 +37,7 @@ from lamina.debian.deb import read_deb
 from lamina.debian.resolve import Index, Installed, resolve
 from lamina.debian.status import read_base_facts, status_entries
 from lamina.debian.system import APP_USER, postinst_entries, system_entries
-from lamina.errors import ConfigError, DigestMismatchError, LaminaError
+from lamina.errors import ConfigError, DigestMismatchError, LaminaError, LockStaleError
 from lamina.lock import Lock
 from lamina.oci.layer import LayerSpec, cached_layer, input_key
 from lamina.oci.remote import Registries, ensure_blobs
@@ -57,10 +57,6 @@ BUCKETS = 8
 LAYER_FORMAT = "1"
 LOCK_KIND = "debian"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-class LockError(LaminaError):
-    """``--locked`` and the lock file has no fresh entry for an image."""
 
 
 @dataclass(frozen=True)
@@ -234,7 +230,7 @@ class Debian:
         if why is None and spec.name not in self.update:
             return current  # type: ignore[return-value]
         if self.locked:
-            raise LockError(
+            raise LockStaleError(
                 f"{self.lock.path.name} {why or 'must be updated'} for image {spec.name!r}, and --locked forbids resolving",
                 hint=f"run `lamina lock {spec.name}` and commit {self.lock.path.name}",
             )

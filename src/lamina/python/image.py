@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lamina.config import ImageSpec, PythonSettings
-from lamina.errors import LaminaError
+from lamina.errors import LaminaError, LockStaleError
 from lamina.lock import Lock
 from lamina.oci.layer import LayerSpec, cached_layer, input_key
 from lamina.oci.model import Image
@@ -110,7 +110,7 @@ class PythonSession:
         if not fresh:
             if self.locked:
                 state = "missing from" if section is None else "out of date in"
-                raise LaminaError(f"the Python packages of {spec.name!r} are {state} {self.lock.path.name}",
+                raise LockStaleError(f"the Python packages of {spec.name!r} are {state} {self.lock.path.name}",
                                   hint="run `lamina lock` and commit the lock file, or build without --locked")
             section = self._resolve(spec, target, extra, constraints, fingerprint)
         added = [LockedDist.from_lock(d) for d in section["dists"]]

@@ -176,3 +176,10 @@ def test_lock_changes_are_described_by_name():
     assert diff_section(None, new, "dists").describe() == "new"
     assert diff_section(old, old, "dists").describe() == "unchanged"
     assert diff_section(old, new, "dists").describe() == "+c, -b, a 1 → 2"
+
+
+def test_main_returns_the_exit_code_of_usage_errors_and_help(capsys):
+    assert cli.main(["build", "--no-such-flag"]) == 2
+    assert cli.main(["--help"]) == 0
+    assert cli.main(["store"]) == 2
+    assert "lamina store needs an action" in capsys.readouterr().err

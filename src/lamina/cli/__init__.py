@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Sequence
 
 from lamina import __version__
+from lamina.cli.options import HelpFormatter
 from lamina.errors import EXIT_CODES, EXIT_INTERNAL, EXIT_INTERRUPTED, LaminaError, exit_code
 
 #: The verb modules, in the order ``lamina --help`` lists them.
@@ -67,7 +68,7 @@ def _exit_code_lines() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="lamina", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="lamina", description=DESCRIPTION, formatter_class=HelpFormatter,
         epilog=EPILOG.format(codes=_exit_code_lines(), interrupted=EXIT_INTERRUPTED, internal=EXIT_INTERNAL),
     )
     parser.add_argument("--version", action="version", version=f"lamina {__version__}")
@@ -97,7 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args  # known before parsing, so that an error while importing a verb is shown fully
     try:
         parser = build_parser()
-        ns = parser.parse_args(args)
+        try:
+            ns = parser.parse_args(args)
+        except SystemExit as e:  # --help, --version, or a usage error argparse has printed
+            return e.code if isinstance(e.code, int) else 0
         _logging(ns.verbose or ns.debug)
         if not hasattr(ns, "func"):
             parser.print_help(sys.stderr)

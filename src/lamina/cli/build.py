@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from lamina.cli import output
-from lamina.cli.options import add_config, add_json, add_registry, examples, open_session
+from lamina.cli.options import HelpFormatter, add_config, add_json, add_output, add_registry, examples, open_session
 from lamina.errors import ServiceCheckFailed
 from lamina.publish import Output, push, write_output
 from lamina.summary import build_summary
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "docker-archive:FILE. With --push the images go to the registry (registry/owner/name:tag) and no local "
         "output is written unless --output is given: a base image's layers are then mounted or skipped, never "
         "downloaded. Runs the checks of `lamina check` and fails on their errors.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog=examples(
             ("lamina build", "every image, into build/oci"),
             ("lamina build hello -o docker-archive:hello.tar", "one image (and its bases) as a tar for docker load"),
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("images", nargs="*", metavar="IMAGE", help="images to build (default: all)")
     add_config(p)
-    p.add_argument("-o", "--output", help="oci:DIR or docker-archive:FILE")
+    add_output(p, "oci:DIR or docker-archive:FILE (default: [project] output, else oci:build/oci)")
     p.add_argument("--push", action="store_true", help="push to the registry after building")
     p.add_argument("--tag", help="tag for the pushed and written images (default: version, else latest)")
     p.add_argument("--format", choices=["oci", "docker"], help="manifest format (default: oci)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lamina.cli import output
-from lamina.cli.options import add_config, add_json, examples, open_session
+from lamina.cli.options import HelpFormatter, add_config, add_json, examples, open_session
 from lamina.errors import EXIT_CODES, ServiceCheckFailed
 
 #: The exit code when errors are found: the one a build failing on the same findings returns.
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "imports (note). Reads lamina.toml, lamina.lock (resolving and recording what it lacks) and the services' "
         f"code; writes nothing else. Exits {EXIT_FINDINGS} when there are errors. `lamina build` runs the same "
         "checks and fails on errors.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog=examples(
             ("lamina check", "every service"),
             ("lamina check svc-forms", "one service"),

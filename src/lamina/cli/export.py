@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lamina.cli import output
-from lamina.cli.options import add_config, examples, open_session
+from lamina.cli.options import HelpFormatter, add_config, examples, open_session
 from lamina.errors import LaminaError, LockStaleError
 from lamina.export import KINDS, collect, out_folder, render, stale, write
 
@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "lamina.lock (it never resolves, unless --lock); writes only into that folder, and removes the files it "
         "generated before and no longer does. Same config and lock, same bytes: --check exits 1 naming the files "
         "that differ (for CI).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog=examples(
             ("lamina export all", "write infra/docker/"),
             ("lamina export dockerfiles --check", "exit 1 when the committed files are stale"),

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from lamina.cli import output
-from lamina.cli.options import STORE_HELP, examples
+from lamina.cli.options import HelpFormatter, STORE_HELP, examples
 from lamina.init import init_project
 from lamina.oci.store import BlobStore
 
@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "its requirements or imports need an ML-only distribution (else base-runtime), running the ASGI app found "
         "in its code. Reads the repository (and PyPI metadata through the store); writes only lamina.toml. "
         "The seed's build args (REGISTRY, OWNER, VERSION, BASE_VERSION) are flags here.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog=examples(
             ("lamina init", "write ./lamina.toml"),
             ("lamina init ~/src/monorepo --registry ghcr.io --owner acme", "with the push target set"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lamina.cli import output
-from lamina.cli.options import add_config, add_registry, examples, open_session
+from lamina.cli.options import HelpFormatter, add_config, add_registry, examples, open_session
 from lamina.lockdiff import diff_section
 
 
@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "for another NAME.toml). Reads lamina.toml, the Debian archive's signed indexes and PyPI's metadata; writes "
         "only the lock, and prints what changed per image. `lamina build` resolves only what the lock lacks or what "
         "changed; this command is how a lock is updated on purpose. Nothing is downloaded or built.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog=examples(
             ("lamina lock", "re-resolve every image (new Debian point release, newer wheels)"),
             ("lamina lock base-ml", "only base-ml and the services built on it"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 from lamina.errors import UsageError
@@ -32,6 +33,11 @@ def add_registry(parser: argparse.ArgumentParser, *, credentials: bool = True, t
                            "the Docker config or a credential helper)")
         group.add_argument("--password-stdin", action="store_true", help="read the registry password from stdin")
         group.add_argument("--chunk-size", type=int, metavar="BYTES", help="upload blobs in chunks of this size")
+
+
+def add_output(parser: argparse.ArgumentParser, help: str) -> None:
+    """-o/--output: where images are written (oci:DIR or docker-archive:FILE)."""
+    parser.add_argument("-o", "--output", metavar="OUTPUT", help=help)
 
 
 def add_json(parser: argparse.ArgumentParser, what: str) -> None:
@@ -64,7 +70,27 @@ def open_session(args: argparse.Namespace) -> Session:
     )
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Wraps prose paragraphs to the terminal; keeps paragraphs with indented lines (examples, tables) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = []
+        for para in text.strip("\n").split("\n\n"):
+            if any(line.startswith(" ") for line in para.splitlines()):
+                paragraphs.append(textwrap.indent(para, indent))
+            else:
+                paragraphs.append(textwrap.fill(" ".join(para.split()), width, initial_indent=indent,
+                                                subsequent_indent=indent))
+        return "\n\n".join(paragraphs) + "\n"
+
+
 def examples(*lines: tuple[str, str]) -> str:
-    """An epilog of examples: command, then what it does, aligned."""
-    width = max(len(command) for command, _ in lines) + 2
-    return "examples:\n" + "\n".join(f"  {command.ljust(width)}{text}".rstrip() for command, text in lines)
+    """An epilog of examples: command, then what it does, aligned (on the next line after a long command)."""
+    width = min(max(len(command) for command, _ in lines), 40) + 2
+    rows = []
+    for command, text in lines:
+        if len(command) + 2 > width and text:
+            rows += [f"  {command}", f"  {'':{width}}{text}"]
+        else:
+            rows.append(f"  {command.ljust(width)}{text}".rstrip())
+    return "examples:\n" + "\n".join(rows)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from lamina.cli import output
-from lamina.cli.options import STORE_HELP, examples
+from lamina.cli.options import HelpFormatter, STORE_HELP, examples
+from lamina.errors import UsageError
 from lamina.oci.store import BlobStore, default_store_root
 
 
@@ -16,14 +17,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="The store (default: $LAMINA_STORE, else ~/.cache/lamina) holds every layer, config, manifest, "
         "downloaded .deb and wheel by its digest, shared by all projects of the user; builds reuse what it has. "
         "These actions read it and (verify --delete, gc) remove blobs from it; nothing else is touched.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog=examples(
             ("lamina store path", "print the store's directory (on stdout)"),
             ("lamina store verify --delete", "re-hash every blob, delete the corrupt ones"),
             ("lamina store gc --dry-run", "what gc would remove, and how much it would free"),
         ),
     )
-    p.set_defaults(func=lambda args: _usage(p))
+    p.set_defaults(func=run)  # the actions set their own func; this one runs without an action
     actions = p.add_subparsers(title="store actions", metavar="ACTION")
     for name, func, text, example in (
         ("path", run_path, "print the store's location", "lamina store path"),
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("gc", run_gc, "remove blobs that no recorded image uses", "lamina store gc --dry-run"),
     ):
         a = actions.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".",
-                               formatter_class=argparse.RawDescriptionHelpFormatter,
+                               formatter_class=HelpFormatter,
                                epilog=examples((example, "")))
         a.add_argument("--store", help=STORE_HELP)
         a.set_defaults(func=func)
@@ -42,14 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             a.add_argument("--dry-run", action="store_true", help="only say what would be removed")
 
 
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(output.console.file)
-    return 2
-
-
 def run(args: argparse.Namespace) -> int:
-    """Dispatch to the action (``lamina store ACTION``); without one, the help."""
-    return args.func(args)
+    """``lamina store`` without an action (each action has its own ``run_*``)."""
+    raise UsageError("lamina store needs an action: path, verify or gc",
+                     hint="lamina store path | verify [--delete] | gc [--dry-run]; see lamina store --help")
 
 
 def run_path(args: argparse.Namespace) -> int:

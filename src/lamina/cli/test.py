@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from lamina.cli import output
-from lamina.cli.options import add_config, examples, open_session
+from lamina.cli.options import HelpFormatter, add_config, add_output, examples, open_session
 from lamina.errors import UsageError
 from lamina.publish import Output, write_output
 from lamina.runtime import HealthTest, Podman
@@ -21,17 +21,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(default: [project] output) and podman's containers (removed afterwards). podman's command and run flags "
         "come from LAMINA_PODMAN and LAMINA_PODMAN_RUN_FLAGS, else [test] podman / run_flags in lamina.toml. "
         "Exits 1 when an image is unhealthy, 0 (with a note) when podman is not installed.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog=examples(
             ("lamina test", "every service"),
             ("lamina test svc-forms -o oci:/tmp/layout", "one service, from another layout"),
             ("LAMINA_PODMAN='podman --cgroup-manager cgroupfs' LAMINA_PODMAN_RUN_FLAGS='--network host' lamina test",
-             ""),
-        ) + "\n  (the last one: on a machine without systemd)",
+             "on a machine without systemd"),
+        ),
     )
     p.add_argument("images", nargs="*", metavar="IMAGE", help="images to test (default: the services)")
     add_config(p)
-    p.add_argument("-o", "--output", help="the OCI layout to run from (default: [project] output)")
+    add_output(p, "the OCI layout (oci:DIR) to write and run from (default: [project] output)")
     p.set_defaults(func=run)
 
 

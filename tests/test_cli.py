@@ -183,3 +183,12 @@ def test_main_returns_the_exit_code_of_usage_errors_and_help(capsys):
     assert cli.main(["--help"]) == 0
     assert cli.main(["store"]) == 2
     assert "lamina store needs an action" in capsys.readouterr().err
+
+
+def test_a_long_error_stays_one_line_wider_than_the_console(monkeypatch, capsys):
+    def fail(args):
+        raise LockStaleError("word " * 40, hint="more " * 40)
+
+    monkeypatch.setattr(store_verb, "run_path", fail)
+    assert cli.main(["store", "path"]) == 5
+    assert len(capsys.readouterr().err.strip().splitlines()) == 2

@@ -120,6 +120,6 @@ def print_push(report: PushReport) -> None:
 
 def print_error(message: str, hint: str | None = None) -> None:
     """The one line (and hint) an error gets: no traceback unless --debug."""
-    console.print(f"[bold red]error:[/] {escape(message)}")
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)  # one line, however wide the terminal
     if hint:
-        console.print(f"  [yellow]hint:[/] {escape(hint)}")
+        console.print(f"  [yellow]hint:[/] {escape(hint)}", soft_wrap=True)

@@ -283,3 +283,14 @@ def test_a_wheel_with_a_binary_of_another_cpu_is_refused_naming_the_distribution
     assert "image 'svc-forms' for linux/arm64" in result.stderr
     assert "hostlib/_native.so is a x86-64 binary" in result.stderr
     assert "python hostlib 1.0 (hostlib-1.0-py3-none-any.whl)" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_distribution_without_a_wheel_for_a_platform_is_an_error_naming_both(family, tmp_path):
+    root = shutil.copytree(family[0], tmp_path / "p", ignore=shutil.ignore_patterns("build"))
+    reqs = root / "apps" / "svc_forms" / "requirements.txt"
+    reqs.write_text(reqs.read_text() + "sparse-dot-topn==1.1.5\n")  # x86-64 wheels only, no aarch64
+    result = lamina(root, STORE, "lock", "svc-forms", check=False)
+    assert result.returncode != 0
+    assert "image 'svc-forms' for linux/arm64" in result.stderr and "sparse-dot-topn" in result.stderr
+    assert "Traceback" not in result.stderr

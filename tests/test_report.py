@@ -1,0 +1,285 @@
+"""`lamina report` and `lamina diff` (lamina.report): the numbers checked against an independent reading of
+the OCI layout, the HTML page rendered in headless Chromium, and units (treemap, scan, owners, thresholds)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from conftest import require_tool
+from projects import make_hello_project, run_lamina
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+MOTD_BASE = b"base motd\n" * 500  # 5000 bytes in the busybox image, hidden by hello's own /etc/motd
+MOTD_APP = b"app motd\n" * 100
+DATA = hashlib.sha256(b"seed").digest() * 625  # 20000 bytes, planted in three layers of three images
+
+FAMILY_EXTRA = """
+[[images.hello.copy]]
+src = "extra/motd"
+dest = "/etc/motd"
+
+[images.hello2]
+from = "busybox"
+cmd = ["/app/hello.sh"]
+[[images.hello2.copy]]
+src = "app2"
+dest = "/app"
+"""
+
+
+def make_family(root: Path) -> Path:
+    """busybox (rootfs with a motd and a data file) → hello (app with the same data file, and a motd over the
+    base's) and hello2 (another app with the same data file)."""
+    root.mkdir(parents=True, exist_ok=True)
+    config = make_hello_project(root)
+    config.write_text(config.read_text() + FAMILY_EXTRA)
+    (root / "rootfs" / "etc").mkdir(exist_ok=True)
+    (root / "rootfs" / "etc" / "motd").write_bytes(MOTD_BASE)
+    (root / "rootfs" / "usr" / "share").mkdir(parents=True, exist_ok=True)
+    (root / "rootfs" / "usr" / "share" / "data.bin").write_bytes(DATA)
+    (root / "app" / "data.bin").write_bytes(DATA)
+    (root / "extra").mkdir(exist_ok=True)
+    (root / "extra" / "motd").write_bytes(MOTD_APP)
+    (root / "app2").mkdir(exist_ok=True)
+    (root / "app2" / "data.bin").write_bytes(DATA)
+    (root / "app2" / "hello.sh").write_text("#!/bin/sh\necho hello two\n")
+    return config
+
+
+def lamina(root: Path, *args: str, check: bool = True):
+    return run_lamina(*args, cwd=root, env={"LAMINA_STORE": str(root.parent / "store"), "NO_PROXY": "127.0.0.1,localhost"},
+                      check=check)
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("report") / "project"
+    make_family(root)
+    lamina(root, "build")
+    return root
+
+
+# -- an independent reading of the layout ----------------------------------------------------------------
+
+
+def read_layout(layout: Path) -> dict[str, dict]:
+    """ref name → {manifest, config digest/size, manifest digest/size, layers [(digest, size)]}."""
+    index = json.loads((layout / "index.json").read_text())
+    out = {}
+    for entry in index["manifests"]:
+        data = (layout / "blobs" / "sha256" / entry["digest"].split(":")[1]).read_bytes()
+        manifest = json.loads(data)
+        out[entry["annotations"]["org.opencontainers.image.ref.name"]] = {
+            "manifest": (entry["digest"], len(data)),
+            "config": (manifest["config"]["digest"], manifest["config"]["size"]),
+            "layers": [(x["digest"], x["size"]) for x in manifest["layers"]],
+        }
+    return out
+
+
+def layer_files(layout: Path, digest: str) -> dict[str, tuple[int, str]]:
+    """path → (size, sha256) of the regular files of one layer, read with tarfile (whole, it is small)."""
+    data = gzip.decompress((layout / "blobs" / "sha256" / digest.split(":")[1]).read_bytes())
+    files = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for m in tar:
+            if m.isreg():
+                content = tar.extractfile(m).read()
+                files[m.name.lstrip("./").lstrip("/")] = (len(content), hashlib.sha256(content).hexdigest())
+    return files
+
+
+def test_report_numbers_match_an_independent_reading_of_the_layout(family):
+    from lamina.report import analyze, layout_images
+
+    layout = family / "build" / "oci"
+    truth = read_layout(layout)
+    report = analyze(layout_images(layout))
+    assert sorted(i.name for i in report.images) == sorted(truth)
+    files = {d: layer_files(layout, d) for t in truth.values() for d, _ in t["layers"]}
+    for name, t in truth.items():
+        image = report.image(name)
+        assert image.compressed == sum(s for _, s in t["layers"])
+        assert len(image.layers) == len(t["layers"])
+        assert image.documents == t["manifest"][1] + t["config"][1]
+        assert image.unpacked == sum(size for d, _ in t["layers"] for size, _ in files[d].values())
+        for other, u in truth.items():
+            common = {d for d, _ in t["layers"]} & {d for d, _ in u["layers"]}
+            assert report.shared(image, report.image(other)) == (len(common), sum(s for d, s in u["layers"] if d in common))
+        # wasted: a file of a lower layer whose path a higher layer holds again (these images have no whiteouts)
+        wasted = 0
+        for i, (d, _) in enumerate(t["layers"]):
+            above = {p for d2, _ in t["layers"][i + 1:] for p in files[d2]}
+            wasted += sum(size for p, (size, _) in files[d].items() if p in above)
+        assert image.wasted == wasted
+    distinct = {d: s for t in truth.values() for d, s in t["layers"]}
+    documents = {t[k][0]: t[k][1] for t in truth.values() for k in ("manifest", "config")}
+    assert report.registry_bytes == sum(distinct.values()) + sum(documents.values())
+    assert report.images_bytes == sum(sum(s for _, s in t["layers"]) + t["manifest"][1] + t["config"][1]
+                                      for t in truth.values())
+    # duplicates: a content held by k distinct layers leaves k - 1 removable copies
+    holders: dict[str, set[str]] = {}
+    sizes: dict[str, int] = {}
+    for d, layer in files.items():
+        for size, sha in layer.values():
+            if size:
+                holders.setdefault(sha, set()).add(d)
+                sizes[sha] = size
+    assert report.duplicate_bytes == sum(sizes[s] * (len(ls) - 1) for s, ls in holders.items())
+    # the planted ones
+    data = next(d for d in report.duplicates if d.digest == "sha256:" + hashlib.sha256(DATA).hexdigest())
+    assert (len(data.layers), data.removable) == (3, 2 * len(DATA))
+    assert set(data.images) == {"busybox:1.0", "hello:1.0", "hello2:1.0"}
+    hello = report.image("hello:1.0")
+    assert [(h.path, h.size) for h in hello.hidden] == [("etc/motd", len(MOTD_BASE))]
+    assert hello.wasted == len(MOTD_BASE) and hello.efficiency == pytest.approx(1 - len(MOTD_BASE) / hello.unpacked)
+    assert report.image("hello2:1.0").wasted == 0
+    assert hello.base == "busybox:1.0" and hello.base_layers == len(truth["busybox:1.0"]["layers"])
+
+
+# -- units, on images made here in memory ----------------------------------------------------------------
+
+
+def tar_gz(entries: list[tuple[str, bytes | str | None]]) -> bytes:
+    """A gzip layer: (path, bytes) a file, (path, None) a directory, (path, "->target") a symlink."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, content in entries:
+            info = tarfile.TarInfo(path)
+            if content is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            elif isinstance(content, str):
+                info.type, info.linkname = tarfile.SYMTYPE, content[2:]
+                tar.addfile(info)
+            else:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    return gzip.compress(buf.getvalue(), mtime=0)
+
+
+def memory_image(name: str, layers: list[bytes], history: list[str] | None = None):
+    from lamina.oci import mediatypes as mt
+    from lamina.oci.digest import sha256_digest
+    from lamina.oci.model import Descriptor, Document, build_config, build_manifest
+    from lamina.report.source import source_image
+
+    blobs = {sha256_digest(b): b for b in layers}
+    diff_ids = [sha256_digest(gzip.decompress(b)) for b in layers]
+    hist = [{"created_by": h} for h in (history or [f"layer {i}" for i in range(len(layers))])]
+    config = build_config(platform=__import__("lamina.oci.model", fromlist=["Platform"]).Platform(), run={},
+                          diff_ids=diff_ids, history=hist, created="1970-01-01T00:00:01Z")
+    manifest = build_manifest(config, [Descriptor(mt.OCI_LAYER_GZIP, sha256_digest(b), len(b)) for b in layers])
+    return source_image(name, Document(manifest.data, manifest.media_type), config, lambda d: io.BytesIO(blobs[d]))
+
+
+RECORD = "numpy/__init__.py,sha256=x,5\nnumpy/core.so,sha256=y,1000\n../../../bin/f2py,sha256=z,3\nnumpy-2.2.1.dist-info/RECORD,,\n"
+SITE = "opt/venv/lib/python3.11/site-packages"
+STATUS = "Package: libc6\nStatus: install ok installed\nVersion: 2.36\nArchitecture: amd64\nConffiles:\n /etc/ld.so.conf 1234\n"
+
+
+def small_images():
+    os_layer = tar_gz([("etc", None), ("etc/ld.so.conf", b"c" * 10), ("usr/lib/libc.so.6", b"L" * 3000),
+                       ("var/lib/dpkg/status.d/libc6", STATUS.encode()),
+                       ("var/lib/dpkg/status.d/libc6.md5sums", b"abc  usr/lib/libc.so.6\n"),
+                       ("tmp/cache", b"x" * 700), ("opt/old", None), ("opt/old/a", b"a" * 40)])
+    numpy = tar_gz([(f"{SITE}/numpy/__init__.py", b"#" * 5), (f"{SITE}/numpy/core.so", b"n" * 1000),
+                    (f"{SITE}/numpy/__pycache__/__init__.cpython-311.pyc", b"p" * 50),
+                    ("opt/venv/bin/f2py", b"#!/"), (f"{SITE}/numpy-2.2.1.dist-info/RECORD", RECORD.encode())])
+    app = tar_gz([("tmp/.wh.cache", b""), ("opt/old/.wh..wh..opq", b""), ("opt/old/b", b"b"), ("app", None),
+                  ("app/main.py", b"print()\n" * 10)])
+    base = memory_image("base:1", [os_layer, numpy], ["lamina: debian package libc6 2.36", "lamina: python numpy==2.2.1"])
+    svc = memory_image("svc:1", [os_layer, numpy, app], ["lamina: debian package libc6 2.36", "lamina: python numpy==2.2.1",
+                                                         "lamina: copy app → /app"])
+    return base, svc
+
+
+def test_attribution_whiteouts_and_blast_radius_on_images_made_here():
+    from lamina.report import analyze
+
+    base, svc = small_images()
+    report = analyze([svc, base])  # any order: bases are found by their layers
+    s = report.image("svc:1")
+    assert s.base == "base:1" and s.base_layers == 2 and report.image("base:1").base == ""
+    os_layer, numpy, app = s.layers
+    comps = {c.owner.label: c.bytes for c in os_layer.components}
+    # the md5sums list, the status record and the Conffiles name libc6's files; the rest is the layer's own
+    assert comps["libc6 2.36"] == 3000 + 10 + len(STATUS) + len("abc  usr/lib/libc.so.6\n")
+    assert comps["debian package libc6 2.36"] == 700 + 40
+    assert {c.owner.label: c.bytes for c in numpy.components} == {"numpy 2.2.1": 5 + 1000 + 50 + 3 + len(RECORD)}
+    assert [c.owner.kind for c in app.components] == ["files"]
+    # the whiteout removes /tmp/cache, the opaque directory hides /opt/old/a
+    assert sorted((h.path, h.size, h.by) for h in s.hidden) == [("opt/old/a", 40, -1), ("tmp/cache", 700, -1)]
+    assert s.visible_bytes == s.unpacked - 740
+    assert s.packages == {("deb", "libc6"): "2.36", ("python", "numpy"): "2.2.1"}
+    # moving numpy: its layer again, and a new config + manifest for both images carrying it
+    row = next(r for r in report.blast if r.owner.name == "numpy")
+    assert row.images == ("base:1", "svc:1") and row.added_by == "base:1"
+    assert row.push_bytes == numpy.size + base.documents_size + svc.documents_size
+    # the seed's way: svc alone on the OS base (base is not a leaf)... here base is svc's parent, the root is base
+    assert report.monolithic_bytes == s.compressed + s.documents
+
+
+def test_diff_names_the_package_with_both_versions_and_the_bytes_to_push():
+    from lamina.report import analyze, diff_families
+
+    base, svc = small_images()
+    numpy2 = tar_gz([(f"{SITE}/numpy/__init__.py", b"#" * 6),
+                     (f"{SITE}/numpy-2.2.2.dist-info/RECORD", RECORD.replace("numpy-2.2.1", "numpy-2.2.2").encode())])
+    layers = [svc.open_blob(x.digest).read() for x in svc.layers]
+    base2 = memory_image("base:1", [layers[0], numpy2])
+    svc2 = memory_image("svc:1", [layers[0], numpy2, layers[2]])
+    diff = diff_families(analyze([base, svc]), analyze([base2, svc2]))
+    assert [(p.name, p.before, p.after) for p in diff.packages] == [("numpy", "2.2.1", "2.2.2")]
+    for image in diff.images:
+        assert [x.index for x in image.removed_layers] == [1] and [x.index for x in image.added_layers] == [1]
+    assert diff.push_bytes == len(numpy2) + base2.documents_size + svc2.documents_size
+    assert diff.push_blobs == 5  # one layer, two configs, two manifests
+
+
+def test_scan_is_cached_by_layer_digest(tmp_path):
+    from lamina.oci.store import BlobStore
+    from lamina.report.scan import scan_layer
+
+    base, _ = small_images()
+    store = BlobStore(tmp_path / "store")
+    first = scan_layer(base.layers[0], base.open_blob, store)
+    again = scan_layer(base.layers[0], lambda d: pytest.fail("read the layer again"), store)
+    assert again == first and first.file_count == 6
+
+
+def test_squarified_treemap_areas_are_proportional_and_inside_the_box():
+    from lamina.report.treemap import Rect, squarify
+
+    values = [6, 6, 4, 3, 2, 2, 1]
+    rects = squarify(values, Rect(0, 0, 6, 4))
+    assert [round(r.area, 6) for r in rects] == values  # the paper's example: total area 24
+    assert all(0 <= r.x and r.x + r.w <= 6 + 1e-9 and 0 <= r.y and r.y + r.h <= 4 + 1e-9 for r in rects)
+    worst = max(max(r.w / r.h, r.h / r.w) for r in rects)
+    assert worst < 3
+
+
+def test_thresholds_fail_with_a_sentence_naming_image_and_limit():
+    from lamina.errors import LaminaError
+    from lamina.report import analyze
+    from lamina.report.thresholds import Thresholds, check
+
+    report = analyze(list(small_images()))
+    assert check(report, Thresholds.parse("1MB", 3, "1kB")) == []
+    breaches = check(report, Thresholds.parse("2kB", 2, "1%"))
+    messages = [b.message for b in breaches]
+    assert any(m.startswith("svc:1 has 3 layers, over --max-layers 2") for m in messages)
+    assert any("svc:1 is" in m and "over --max-size 2.0 kB" in m for m in messages)
+    assert any("svc:1 wastes 740 B in 2 files" in m and "/tmp/cache" in m for m in messages)
+    with pytest.raises(LaminaError, match="bad size"):
+        Thresholds.parse("lots")

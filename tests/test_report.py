@@ -53,6 +53,15 @@ def make_family(root: Path) -> Path:
     (root / "app2").mkdir(exist_ok=True)
     (root / "app2" / "data.bin").write_bytes(DATA)
     (root / "app2" / "hello.sh").write_text("#!/bin/sh\necho hello two\n")
+    status = root / "rootfs" / "var" / "lib" / "dpkg" / "status.d"  # packages, as lamina's Debian layers record them
+    status.mkdir(parents=True, exist_ok=True)
+    (status / "busybox-static").write_text("Package: busybox-static\nVersion: 1:1.35.0-4\nArchitecture: amd64\n")
+    (status / "busybox-static.md5sums").write_text("0123  bin/busybox\n")
+    site = root / "app" / "site-packages"
+    (site / "greeting").mkdir(parents=True, exist_ok=True)
+    (site / "greeting" / "__init__.py").write_text("WORD = 'hello'\n" * 40)
+    (site / "greeting-1.2.dist-info").mkdir(exist_ok=True)
+    (site / "greeting-1.2.dist-info" / "RECORD").write_text("greeting/__init__.py,,\ngreeting-1.2.dist-info/RECORD,,\n")
     return config
 
 
@@ -224,7 +233,7 @@ def test_attribution_whiteouts_and_blast_radius_on_images_made_here():
     assert s.packages == {("deb", "libc6"): "2.36", ("python", "numpy"): "2.2.1"}
     # moving numpy: its layer again, and a new config + manifest for both images carrying it
     row = next(r for r in report.blast if r.owner.name == "numpy")
-    assert row.images == ("base:1", "svc:1") and row.added_by == "base:1"
+    assert set(row.images) == {"base:1", "svc:1"} and row.added_by == "base:1"
     assert row.push_bytes == numpy.size + base.documents_size + svc.documents_size
     # the seed's way: svc alone on the OS base (base is not a leaf)... here base is svc's parent, the root is base
     assert report.monolithic_bytes == s.compressed + s.documents
@@ -283,3 +292,100 @@ def test_thresholds_fail_with_a_sentence_naming_image_and_limit():
     assert any("svc:1 wastes 740 B in 2 files" in m and "/tmp/cache" in m for m in messages)
     with pytest.raises(LaminaError, match="bad size"):
         Thresholds.parse("lots")
+
+
+def test_recorded_inventory_names_why_each_package_is_there():
+    from lamina.inventory import Component, Inventory, placed
+    from lamina.report import analyze
+
+    base, svc = small_images()
+    numpy, app = svc.layers[1], svc.layers[2]
+    items = placed([Component("python", "NumPy", "2.2.1", origin="libs/requirements-ml.txt:1")], layer=numpy.digest,
+                   diff_id=numpy.diff_id, added_by="base") + placed([Component("files", "svc code")], layer=app.digest,
+                                                                   diff_id=app.diff_id, added_by="svc")
+    inventories = {svc.digest: Inventory("svc", "linux/amd64", tuple(items), digest=svc.digest)}
+    report = analyze([base, svc], inventories=inventories.get)
+    row = next(r for r in report.blast if r.owner.name == "numpy")
+    assert row.origin == "libs/requirements-ml.txt:1"
+    assert [c.owner.name for c in report.layers[app.digest].components] == ["svc code"]
+
+
+# -- the HTML page in a real browser ---------------------------------------------------------------------
+
+
+class Dom:
+    """The elements of a page (tag, attributes, text), from Chromium's --dump-dom."""
+
+    def __init__(self, text: str) -> None:
+        from html.parser import HTMLParser
+
+        self.elements: list[tuple[str, dict[str, str], list[str]]] = []
+        stack: list[list[str]] = []
+        outer = self
+
+        class Parser(HTMLParser):
+            def handle_starttag(self, tag, attrs):
+                texts: list[str] = []
+                outer.elements.append((tag, {k: v or "" for k, v in attrs}, texts))
+                if tag not in ("meta", "link", "br", "img", "input", "rect", "path"):
+                    stack.append(texts)
+
+            def handle_endtag(self, tag):
+                if stack and tag not in ("meta", "link", "br", "img", "input", "rect", "path"):
+                    stack.pop()
+
+            def handle_data(self, data):
+                for texts in stack:
+                    texts.append(data)
+
+        Parser().feed(text)
+
+    def find(self, tag: str | None = None, **attrs: str) -> list[tuple[dict[str, str], str]]:
+        def match(a: dict[str, str]) -> bool:
+            for k, v in attrs.items():
+                key = "class" if k == "class_" else k.replace("_", "-")
+                if key == "class" and v not in a.get("class", "").split():
+                    return False
+                if key != "class" and a.get(key) != v:
+                    return False
+            return True
+
+        return [(a, "".join(t)) for tg, a, t in self.elements if (tag is None or tg == tag) and match(a)]
+
+
+def chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess:
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        pytest.skip("chromium not installed: apt-get install chromium")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--no-first-run", f"--user-data-dir={tmp / 'chromium-profile'}"]
+    return subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=120, check=True)
+
+
+def render_in_chromium(page: Path, screenshot: Path, tmp: Path, height: int = 900) -> Dom:
+    """Screenshot ``page`` at laptop width into ``screenshot`` and return its DOM after scripts ran."""
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
+    chromium(f"--screenshot={screenshot}", f"--window-size=1366,{height}", page.as_uri(), tmp=tmp)
+    assert screenshot.stat().st_size > 10_000
+    return Dom(chromium("--dump-dom", page.as_uri(), tmp=tmp).stdout)
+
+
+def test_html_report_in_headless_chromium(family, tmp_path):
+    from lamina.report import analyze, layout_images
+    from lamina.report.htmlout import render_html
+
+    report = analyze(layout_images(family / "build" / "oci"))
+    page = tmp_path / "report.html"
+    page.write_text(render_html(report, title="hello family"))
+    assert "http://" not in page.read_text() and "https://" not in page.read_text()  # nothing to fetch
+    dom = render_in_chromium(page, ARTIFACTS / "report.png", tmp_path)
+    names = ["busybox:1.0", "hello:1.0", "hello2:1.0"]
+    assert [a["data-image"] for a, _ in dom.find("tr", class_="image-row")] == names
+    assert [a["data-image"] for a, _ in dom.find("tr", class_="matrix-row")] == names
+    cells = {(a["data-a"], a["data-b"]): int(a["data-layers"]) for a, _ in dom.find("td") if "data-a" in a}
+    assert cells[("hello:1.0", "hello2:1.0")] == report.shared(report.image("hello:1.0"), report.image("hello2:1.0"))[0]
+    blast = {a["data-package"]: text for a, text in dom.find("tr", class_="blast-row")}
+    assert set(blast) == {"busybox-static", "greeting"}
+    assert "hello:1.0, hello2:1.0" in blast["busybox-static"]
+    assert [t for _, t in dom.find("figure", class_="treemap")][0].startswith("busybox:1.0")
+    assert any("etc/motd" in t for _, t in dom.find("tr", class_="hidden-row"))

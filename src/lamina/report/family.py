@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lamina.report.owners import Owner, path_owners
+from lamina.report.owners import Owner, canonical, path_owners
 from lamina.report.scan import FileEntry, LayerFiles, scan_layer, visible
 from lamina.report.source import SourceImage, SourceLayer
 
@@ -310,8 +310,11 @@ def _origins(images: Sequence[SourceImage], inventories: Callable[[str], Any] | 
         inventory = inventories(image.digest)
         for placed in getattr(inventory, "items", ()) or ():
             component = placed.component
-            name = component.name if component.kind != "python" else component.name.lower().replace("_", "-")
-            out[(placed.layer, component.kind, name)] = component.origin or component.name
+            if component.kind == "files":  # names the layer's own files: "svc-forms code"
+                out.setdefault((placed.layer, "files", ""), component.name)
+                continue
+            name = canonical(component.name) if component.kind == "python" else component.name
+            out.setdefault((placed.layer, component.kind, name), component.origin)
     return out
 
 
@@ -371,7 +374,9 @@ def _image_reports(images: Sequence[SourceImage], scans: dict[str, LayerFiles],
             hidden=_hidden(stack, tree), base=parent.name if parent else "",
             base_layers=len(parent.layers) if parent else 0, packages=_packages(image, layers),
             document_blobs=((image.manifest.digest, image.manifest.size), (image.config.digest, image.config.size))))
+    order = {image.name: n for n, image in enumerate(images)}
     for layer in layers.values():
+        layer.images.sort(key=order.__getitem__)
         if not layer.added_by and layer.images:
             layer.added_by = layer.images[0]
     return reports

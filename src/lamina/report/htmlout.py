@@ -42,16 +42,17 @@ td.n,th.n{text-align:right;white-space:nowrap}
 th[data-sort]{cursor:pointer;user-select:none}th[data-sort]:after{content:" \\2195";color:#9ca3af}
 code,.digest{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12px}
 .digest{color:var(--muted)}
-table.matrix td{text-align:center;white-space:nowrap}table.matrix td.self{background:#eef2ff;font-weight:600}
-table.matrix td .b{display:block;color:var(--muted);font-size:11px}
+table.matrix td,table.matrix thead th{text-align:center;white-space:nowrap}table.matrix td.self{background:#eef2ff;font-weight:600}
+table.matrix td .b,table.matrix th .b{display:block;color:var(--muted);font-size:11px;font-weight:400}
+table.matrix th,table.matrix td{padding:5px 6px}table.matrix tbody th{white-space:nowrap}
 .bar{height:6px;background:#e0e7ff;border-radius:3px;margin-top:3px}.bar i{display:block;height:6px;background:var(--accent);border-radius:3px}
 .legend span{display:inline-block;margin-right:14px;font-size:12px;color:var(--muted)}
 .legend i{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px;vertical-align:-1px}
 figure.treemap{margin:14px 0 6px}figure.treemap figcaption{font-weight:600;margin-bottom:4px}
 figure.treemap svg{width:100%;height:auto;display:block;border:1px solid var(--line);border-radius:6px;background:#fff}
-svg text{font:11px system-ui,"DejaVu Sans",sans-serif;fill:#111827;pointer-events:none}
+svg text{font:11px system-ui,"DejaVu Sans",sans-serif;fill:#111827;stroke:none;pointer-events:none}
 svg .tm-layer>rect.frame{fill:none;stroke:#111827;stroke-width:1.5}
-svg .tm-part{stroke:#fff;stroke-width:.6}
+svg .tm-part{stroke:#fff;stroke-width:.6}svg .tm-layer.base .tm-part rect{opacity:.42}
 .pill{display:inline-block;padding:0 6px;border-radius:9px;font-size:11px;background:#f3f4f6;color:#374151}
 .pill.deb{background:#ffedd5;color:#9a3412}.pill.python{background:#dbeafe;color:#1e40af}.pill.files{background:#dcfce7;color:#166534}
 .bad{color:#b91c1c;font-weight:600}.ok{color:#15803d}
@@ -140,7 +141,7 @@ def _images(report: FamilyReport) -> str:
             f'<td class="n{" bad" if over else ""}" data-v="{len(i.layers)}">{len(i.layers)} / {RUNTIME_LAYER_LIMIT}</td>'
             + _num(i.compressed) + f'<td class="n" data-v="{i.unpacked}">{human(i.unpacked)}'
             f'<div class="bar"><i style="width:{100 * i.unpacked / biggest:.1f}%"></i></div></td>'
-            f'<td>{e(i.base or "–")}</td><td class="n" data-v="{sum(x.size for x in added)}">{len(added)} layers, '
+            f'<td>{e(i.base or "–")}</td><td class="n" data-v="{sum(x.size for x in added)}">{_layers(len(added))}, '
             f'{human(sum(x.size for x in added))}</td>' + _num(i.wasted)
             + f'<td class="n" data-v="{i.efficiency:.6f}">{100 * i.efficiency:.1f}%</td></tr>')
     head = ('<tr><th data-sort="text">image</th><th class="n" data-sort="num">layers</th>'
@@ -156,7 +157,7 @@ def _images(report: FamilyReport) -> str:
 
 def _matrix(report: FamilyReport) -> str:
     names = [i.name for i in report.images]
-    head = "<tr><th></th>" + "".join(f'<th class="n" scope="col">{e(n)}</th>' for n in names) + "</tr>"
+    head = "<tr><th></th>" + "".join(f'<th scope="col">{_two_line(n)}</th>' for n in names) + "</tr>"
     rows = []
     for a, row in zip(names, report.matrix(), strict=True):
         cells = "".join(f'<td class="{"self" if a == b else ""}" data-a="{e(a)}" data-b="{e(b)}" data-layers="{c}" '
@@ -170,6 +171,11 @@ def _matrix(report: FamilyReport) -> str:
             f'seed\'s monolithic method (every service built alone on the OS base).</p>'
             f'<div class="scroll"><table class="matrix" id="sharing-matrix"><thead>{head}</thead><tbody>'
             + "".join(rows) + "</tbody></table></div></section>")
+
+
+def _two_line(name: str) -> str:
+    repo, sep, tag = name.rpartition(":")
+    return f'{e(repo)}<span class="b">:{e(tag)}</span>' if sep else e(name)
 
 
 def _treemaps(report: FamilyReport) -> str:
@@ -191,16 +197,18 @@ def _treemap(image: ImageReport) -> str:
     layers.sort(key=lambda x: -x.bytes)
     outer = squarify([x.bytes for x in layers], Rect(0, 0, TREEMAP_W, TREEMAP_H))
     groups = []
+    own = {x.digest for x in image.added}
     for n, (layer, box) in enumerate(zip(layers, outer, strict=True)):
-        groups.append(_treemap_layer(image, layer, box, n))
+        groups.append(_treemap_layer(image, layer, box, n, faded=layer.digest not in own))
     return (f'<figure class="treemap" id="treemap-{slug(image.name)}" data-image="{e(image.name)}">'
             f'<figcaption>{e(image.name)} <span class="note">{len(image.layers)} layers, {human(image.unpacked)} unpacked, '
-            f'{human(image.compressed)} compressed</span></figcaption>'
+            f'{human(image.compressed)} compressed' + (f'; pale: the {image.base_layers} layers of {e(image.base)}' if image.base else "")
+            + '</span></figcaption>'
             f'<svg viewBox="0 0 {TREEMAP_W} {TREEMAP_H}" role="img" aria-label="treemap of {e(image.name)}">'
             + "".join(groups) + "</svg></figure>")
 
 
-def _treemap_layer(image: ImageReport, layer: LayerReport, box: Rect, n: int) -> str:
+def _treemap_layer(image: ImageReport, layer: LayerReport, box: Rect, n: int, *, faded: bool) -> str:
     index = next(k for k, x in enumerate(image.layers) if x.digest == layer.digest) + 1
     inner_box = Rect(box.x + 1, box.y + 1, max(box.w - 2, 0), max(box.h - 2, 0))
     comps = [c for c in layer.components if c.bytes > 0]
@@ -219,7 +227,8 @@ def _treemap_layer(image: ImageReport, layer: LayerReport, box: Rect, n: int) ->
                 text += f'<text x="{r.x + 4:.1f}" y="{r.y + 26:.1f}" opacity=".7">{e(human(c.bytes))}</text>'
         parts.append(f'<g class="tm-part" data-kind="{e(c.owner.kind)}"><title>{e(label)}</title>'
                      f'<rect x="{r.x:.1f}" y="{r.y:.1f}" width="{r.w:.1f}" height="{r.h:.1f}" fill="{fill}"/>{text}</g>')
-    return (f'<g class="tm-layer" data-layer="{e(layer.digest)}"><title>layer {index}: {e(layer.description)} — '
+    cls = "tm-layer base" if faded else "tm-layer own"
+    return (f'<g class="{cls}" data-layer="{e(layer.digest)}"><title>layer {index}: {e(layer.description)} — '
             f'{human(layer.bytes)} unpacked, {human(layer.size)} compressed</title>' + "".join(parts)
             + f'<rect class="frame" x="{box.x:.1f}" y="{box.y:.1f}" width="{box.w:.1f}" height="{box.h:.1f}"/></g>')
 
@@ -230,6 +239,10 @@ def _mix(a: str, b: str, t: float) -> str:
     return "#" + "".join(f"{round(p + (q - p) * t):02x}" for p, q in zip(x, y, strict=True))
 
 
+def _layers(n: int) -> str:
+    return f"{n} layer" if n == 1 else f"{n} layers"
+
+
 def _pill(kind: str) -> str:
     return f'<span class="pill {e(kind)}">{e(kind)}</span>'
 
@@ -238,12 +251,13 @@ def _largest(report: FamilyReport) -> str:
     rows = "".join(
         f'<tr class="package-row"><td>{e(p.owner.name)}</td><td>{e(p.owner.version)}</td><td>{_pill(p.owner.kind)}</td>'
         + _num(p.bytes) + _num(p.files, str(p.files))
-        + f'<td>{e(report.layers[p.layers[0]].description)}</td><td>{e(", ".join(p.images))}</td></tr>'
+        + f'<td>{e(report.layers[p.layers[0]].description)}</td>'
+        + f'<td class="n" data-v="{len(p.images)}" title="{e(", ".join(p.images))}">{len(p.images)}</td></tr>'
         for p in report.largest)
     return _table_section("largest", "Largest packages", "Unpacked bytes of each package across the family, where it sits "
                           "and which images carry it.", "largest-table",
                           [("package", "text"), ("version", "text"), ("kind", "text"), ("unpacked", "num"),
-                           ("files", "num"), ("layer", "text"), ("images", "text")], rows)
+                           ("files", "num"), ("layer", "text"), ("images", "num")], rows)
 
 
 def _duplicates(report: FamilyReport) -> str:

@@ -104,7 +104,8 @@ def diff_images(a: ImageReport, b: ImageReport, name: str | None = None) -> Imag
 def diff_families(before: FamilyReport, after: FamilyReport) -> FamilyDiff:
     """Pair images by name (the tag is ignored when the names differ only there) and diff each pair."""
     pairs, only_before, only_after = _pair(before.images, after.images)
-    images = tuple(diff_images(a, b, _repo(b.name)) for a, b in pairs)
+    images = tuple(diff_images(a, b, _repo(b.name) if _repo(a.name) == _repo(b.name) else f"{a.name} → {b.name}")
+                   for a, b in pairs)
     old_blobs = set(before.layers) | {d for i in before.images for d in _documents(i)}
     new: dict[str, int] = {}
     for image in after.images:
@@ -127,6 +128,8 @@ def _repo(name: str) -> str:
 
 
 def _pair(a: Sequence[ImageReport], b: Sequence[ImageReport]):
+    if len(a) == len(b) == 1:  # two images named on the command line: compared whatever their names
+        return [(a[0], b[0])], (), ()
     by_name = {i.name: i for i in b}
     by_repo = {_repo(i.name): i for i in b}
     pairs, only_a, used = [], [], set()

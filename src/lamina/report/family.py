@@ -330,6 +330,9 @@ def _layer_report(layer: SourceLayer, scan: LayerFiles, owners: _Owners,
         slot = totals.setdefault(owner, [0, 0])
         slot[0] += entry.size
         slot[1] += 1
+    named = (layer.digest, "files", "") in origins
+    if not named and files_owner in totals and len(totals) > 1:  # packages, and a few files none of them lists
+        totals[Owner("files", "other files")] = totals.pop(files_owner)
     components = [ComponentBytes(o, b, n, origins.get((layer.digest, o.kind, o.name), ""))
                   for o, (b, n) in sorted(totals.items(), key=lambda kv: (-kv[1][0], kv[0]))]
     return LayerReport(layer.digest, layer.diff_id, layer.size, layer.media_type, layer.created_by, scan.bytes,

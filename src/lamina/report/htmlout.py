@@ -92,10 +92,8 @@ def render_html(report: FamilyReport, *, title: str = "lamina report", diff: Fam
         f"<style>{CSS}</style></head><body>",
         f'<header><h1 id="title">{e(title)}</h1><p>{len(report.images)} images, {len(report.layers)} distinct layers'
         f' &middot; lamina {e(__version__)}</p></header><main>',
-        _cards(report), _breaches(breaches), _images(report), _matrix(report),
+        _cards(report), _breaches(breaches), _diff(diff) if diff is not None else "", _images(report), _matrix(report),
     ]
-    if diff is not None:
-        parts.append(_diff(diff))
     parts += [_treemaps(report), _largest(report), _duplicates(report), _hidden(report), _blast(report),
               f"</main><script>{JS}</script></body></html>"]
     return "\n".join(p for p in parts if p)

@@ -156,6 +156,43 @@ def test_report_numbers_match_an_independent_reading_of_the_layout(family):
     assert hello.base == "busybox:1.0" and hello.base_layers == len(truth["busybox:1.0"]["layers"])
 
 
+def test_report_cli_json_and_thresholds(family):
+    from lamina.report.thresholds import EXIT_THRESHOLD
+
+    data = json.loads(lamina(family, "report", "--json").stdout)
+    assert data["schema"] == "lamina.report/1"
+    images = {i["name"]: i for i in data["images"]}
+    assert set(images) == {"busybox:1.0", "hello:1.0", "hello2:1.0"}
+    assert images["hello:1.0"]["wasted_bytes"] == len(MOTD_BASE) and images["hello:1.0"]["base"] == "busybox:1.0"
+    assert data["family"]["duplicate_bytes"] >= 2 * len(DATA)
+    assert {(r["name"], r["version"]) for r in data["blast_radius"]} == {("busybox-static", "1:1.35.0-4"), ("greeting", "1.2")}
+    text = lamina(family, "report").stderr
+    assert "hello2:1.0" in text and "blast radius" in text
+    over = lamina(family, "report", "--max-wasted", "1kB", "--max-layers", "2", check=False)
+    assert over.returncode == EXIT_THRESHOLD, over.stderr
+    assert "hello:1.0 wastes 5.0 kB in 1 files hidden by later layers, over --max-wasted 1.0 kB (largest: /etc/motd" in over.stderr
+    assert "hello:1.0 has 3 layers, over --max-layers 2" in over.stderr
+    assert lamina(family, "report", "--max-wasted", "1%", "--max-size", "1GB").returncode == 0
+
+
+@pytest.mark.registry
+def test_report_and_diff_of_registry_images(family, registry):
+    from registry_servers import unique_repo
+
+    owner = unique_repo("own")
+    lamina(family, "build", "--push", "--registry", registry.host, "--owner", owner)
+    ref = f"{registry.host}/{owner}/hello:1.0"
+    data = json.loads(lamina(family, "report", ref, "--json").stdout)
+    truth = read_layout(family / "build" / "oci")["hello:1.0"]
+    assert data["images"][0]["compressed_bytes"] == sum(s for _, s in truth["layers"])
+    assert data["images"][0]["wasted_bytes"] == len(MOTD_BASE)
+    diff = json.loads(lamina(family, "diff", f"build/oci:hello", ref, "--json").stdout)
+    # the same layers and config; only the manifest differs (its base-name annotation now names the registry)
+    (image,) = diff["images"]
+    assert diff["packages"] == [] and image["layers_added"] == image["layers_removed"] == []
+    assert diff["push_blobs"] == 1 and 0 < diff["push_bytes"] < 2000
+
+
 # -- units, on images made here in memory ----------------------------------------------------------------
 
 
@@ -372,11 +409,10 @@ def render_in_chromium(page: Path, screenshot: Path, tmp: Path, height: int = 90
 
 def test_html_report_in_headless_chromium(family, tmp_path):
     from lamina.report import analyze, layout_images
-    from lamina.report.htmlout import render_html
 
     report = analyze(layout_images(family / "build" / "oci"))
     page = tmp_path / "report.html"
-    page.write_text(render_html(report, title="hello family"))
+    lamina(family, "report", "--html", str(page), "--title", "hello family")
     assert "http://" not in page.read_text() and "https://" not in page.read_text()  # nothing to fetch
     dom = render_in_chromium(page, ARTIFACTS / "report.png", tmp_path)
     names = ["busybox:1.0", "hello:1.0", "hello2:1.0"]

@@ -10,8 +10,8 @@ from lamina.errors import LaminaError
 from lamina.report.family import FamilyReport, ImageReport
 from lamina.report.units import human, parse_size
 
-#: The exit status of `lamina report` when a threshold is exceeded (1 is an error, 2 a usage error).
-EXIT_THRESHOLD = 3
+#: The exit status of `lamina report` when a threshold is exceeded (1-5 are errors: see lamina.errors.EXIT_CODES).
+EXIT_THRESHOLD = 6
 
 
 @dataclass(frozen=True)

@@ -486,3 +486,12 @@ def test_diff_after_moving_joblib_names_it_and_predicts_the_push(tmp_path, regis
         ("joblib", "joblibpython1.5.31.5.2changed")]
     assert {a["data-image"] for a, _ in dom.find("tr", class_="diff-image") if a["data-changed"] == "true"} == set(changed)
     assert len(dom.find("tr", class_="image-row")) == 7 and dom.find("tr", class_="blast-row")
+
+
+def test_build_writes_the_report_when_asked(family, tmp_path):
+    lamina(family, "build", "--report", str(tmp_path / "family.html"))
+    page = (tmp_path / "family.html").read_text()
+    assert 'id="sharing-matrix"' in page and all(f'data-image="{n}"' in page for n in ("busybox:1.0", "hello:1.0", "hello2:1.0"))
+    lamina(family, "build", "hello", "--report", str(tmp_path / "hello.json"))
+    data = json.loads((tmp_path / "hello.json").read_text())
+    assert [i["name"] for i in data["images"]] == ["busybox:1.0", "hello:1.0"]  # the image and the base it needed

@@ -57,6 +57,8 @@ svg .tm-part{stroke:#fff;stroke-width:.6}svg .tm-layer.base .tm-part rect{opacit
 .pill.deb{background:#ffedd5;color:#9a3412}.pill.python{background:#dbeafe;color:#1e40af}.pill.files{background:#dcfce7;color:#166534}
 .bad{color:#b91c1c;font-weight:600}.ok{color:#15803d}
 details summary{cursor:pointer;color:var(--accent);margin:6px 0}
+#diff .scroll+.scroll{margin-top:16px}#diff tr[data-changed="false"] td{color:var(--muted)}
+#diff tr[data-changed="true"] td:first-child{font-weight:600}
 """
 
 JS = """

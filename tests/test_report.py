@@ -495,3 +495,17 @@ def test_build_writes_the_report_when_asked(family, tmp_path):
     lamina(family, "build", "hello", "--report", str(tmp_path / "hello.json"))
     data = json.loads((tmp_path / "hello.json").read_text())
     assert [i["name"] for i in data["images"]] == ["busybox:1.0", "hello:1.0"]  # the image and the base it needed
+
+
+def test_a_corrupt_layer_is_refused_naming_its_digest(family, tmp_path):
+    from lamina.errors import LaminaError
+    from lamina.report import analyze, layout_images
+
+    layout = shutil.copytree(family / "build" / "oci", tmp_path / "oci")
+    digest, _ = read_layout(layout)["hello2:1.0"]["layers"][-1]
+    blob = layout / "blobs" / "sha256" / digest.split(":")[1]
+    data = bytearray(blob.read_bytes())
+    data[-12] ^= 0xFF  # in the deflate stream's end: the tar still parses, the digest does not match
+    blob.write_bytes(bytes(data))
+    with pytest.raises(LaminaError, match=digest.split(":")[1][:12]):
+        analyze(layout_images(layout, ["hello2"]))

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from conftest import require_tool
-from projects import make_hello_project, run_lamina
+from helpers import blob, run_lamina
+from projects import make_hello_project
 from registry_servers import unique_repo
 
 pytestmark = pytest.mark.registry
@@ -75,8 +76,7 @@ def test_skopeo_sees_what_we_pushed_and_copies_it_with_the_same_digest(project, 
 def test_base_from_the_same_registry_is_mounted_never_downloaded(project, registry, tmp_path):
     owner = unique_repo("own")
     base = push(project, registry, owner, "busybox", args=("--output", "oci:build/oci"))["pushed"][0]
-    base_manifest = json.loads(
-        (project / "build" / "oci" / "blobs" / "sha256" / base["digest"].split(":")[1]).read_bytes())
+    base_manifest = json.loads(blob(project / "build" / "oci", base["digest"]))
     base_layer = base_manifest["layers"][0]["digest"]
     # a second project, with its own empty store, builds on the pushed base and pushes to another repo
     other = tmp_path / "other"
@@ -169,5 +169,5 @@ def test_base_from_a_multi_platform_index_picks_the_platform(project, registry, 
     summary = push(other, registry, owner, "hello", store=tmp_path / "other-store",
                    args=("--output", "oci:build/oci"))
     manifest_digest = pushed(summary, "hello")["digest"]
-    manifest = json.loads((other / "build" / "oci" / "blobs" / "sha256" / manifest_digest.split(":")[1]).read_text())
+    manifest = json.loads(blob(other / "build" / "oci", manifest_digest))
     assert manifest["annotations"]["org.opencontainers.image.base.digest"] == digests["arm64"]

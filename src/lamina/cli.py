@@ -19,11 +19,12 @@ from lamina import __version__
 from lamina.build import BuildOptions, BuiltImage
 from lamina.config import ProjectConfig, find_config, load_config
 from lamina.export import KINDS, collect, out_folder, render, stale, write
-from lamina.family import Family
+from lamina import naming
+from lamina.family import Family, Product
 from lamina.init import init_project
 from lamina.python.check import Finding
 from lamina.runtime import HealthTest, Podman
-from lamina.errors import LaminaError
+from lamina.errors import LockStaleError, LaminaError
 from lamina.lock import Lock
 from lamina.oci.layer import BuiltLayer
 from lamina.oci.registry.credentials import Credential
@@ -263,7 +264,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         with store.shared_lock():
             family = _family(config, store, registries, args, tag=tag, pushing=args.push, locked=args.locked)
             built = _run_family(family, names)
-            named = _named(config, built, tag)
+            named = _named(config, family.products(built), tag)
             _print_built(built)
             findings = family.conflicts if args.no_check else family.check(built)
             _print_findings(findings)
@@ -271,8 +272,8 @@ def cmd_build(args: argparse.Namespace) -> int:
                 raise LaminaError(f"lamina check found {_errors(findings)} error(s): the images would fail at run time",
                                   hint="fix them (each names the file and line)"
                                   + ("" if args.no_check else ", or build with --no-check"))
-            if family.debian.resolved or family.python.resolved:
-                resolved = sorted(set(family.debian.resolved) | set(family.python.resolved))
+            if family.resolved:
+                resolved = sorted(set(family.resolved))
                 console.print(f"resolved packages of {', '.join(resolved)} into {family.lock.path.name}")
             if output is not None:
                 started = time.monotonic()
@@ -299,10 +300,9 @@ def _family(config: ProjectConfig, store: BlobStore, registries: Registries, arg
     return Family(config, store, registries, options, tag, pushing=pushing, locked=locked, update=update)
 
 
-def _named(config: ProjectConfig, built: Iterable[BuiltImage], tag: str) -> list[Named]:
+def _named(config: ProjectConfig, products: Iterable[Product], tag: str) -> list[Named]:
     """Images with their output names: services get the tag (version or --tag), bases their own."""
-    return [Named(b.name, tag if config.image(b.name).service else config.tag_of(config.image(b.name)), b.image)
-            for b in built]
+    return [Named(p.name, naming.tag_for(config, p.spec, tag), p.artifact) for p in products]
 
 
 def _run_family(family: Family, names: Sequence[str], *, lock_only: bool = False) -> list[BuiltImage]:
@@ -320,7 +320,6 @@ def _run_family(family: Family, names: Sequence[str], *, lock_only: bool = False
 
         family.on_status = show
         family.on_layer = layer_done
-        family.debian.on_status = family.python.on_status = lambda text: show("lock", text)
         return family.build(names, lock_only=lock_only)
 
 
@@ -364,14 +363,13 @@ def cmd_test(args: argparse.Namespace) -> int:
     try:
         with store.shared_lock():
             family = _family(config, store, registries, args, tag=tag)
-            built = {b.name: b for b in _run_family(family, names)}
-            named = _named(config, built.values(), tag)
+            named = _named(config, family.products(_run_family(family, names)), tag)
             write_output(output, named, store, registries)
     finally:
         registries.close()
     failed = 0
     for n in (n for n in named if n.name in names):
-        healthcheck = n.image.config.json().get("config", {}).get("Healthcheck") or {}
+        healthcheck = n.images[0].config.json().get("config", {}).get("Healthcheck") or {}
         with console.status(f"testing [bold]{n.ref_name}[/]: waiting for its health check…"):
             result = HealthTest(podman, f"oci:{output.path}:{n.ref_name}", healthcheck).run()
         if result.healthy:
@@ -397,7 +395,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             try:
                 built = _run_family(family, list(config.images), lock_only=True)
             except LaminaError as e:
-                if args.lock or "lamina lock" not in (e.hint or ""):
+                if args.lock or not isinstance(e, LockStaleError):
                     raise
                 raise LaminaError(e.message, hint=f"run `lamina lock` and commit {family.lock.path.name}, "
                                   f"or `lamina export {args.kind} --lock` to resolve it first") from None
@@ -406,8 +404,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if family.conflicts:
         _print_findings(family.conflicts)
         raise LaminaError(f"{len(family.conflicts)} pin conflict(s): these images cannot be built, nor exported")
-    if family.debian.resolved or family.python.resolved:
-        resolved = sorted(set(family.debian.resolved) | set(family.python.resolved))
+    if family.resolved:
+        resolved = sorted(set(family.resolved))
         console.print(f"resolved packages of {', '.join(resolved)} into {family.lock.path.name}")
     files = render(collect(config, built, family.lock, relative), args.kind)
     shown = _short_path(str(folder))
@@ -479,7 +477,9 @@ def _summary(built: list[BuiltImage], output: Output | None, reports: list[PushR
                 "layers": len(b.image.layers),
                 "built_layers": len(b.layers) - b.reused,
                 "reused_layers": b.reused,
-                "debian_packages": b.packages,
+                "platform": str(b.platform),
+                "debian_packages": b.added("debian"),
+                "python_distributions": b.added("python"),
                 "downloaded_bytes": b.downloaded,
                 "seconds": round(b.seconds, 3),
             }
@@ -497,7 +497,8 @@ def cmd_lock(args: argparse.Namespace) -> int:
     wanted = args.images or list(config.images)
     store = BlobStore.open_default(args.store)
     lock = Lock.for_config(config.path)
-    old = {n: (lock.section(n, "debian"), lock.section(n, "python")) for n in config.images}
+    old = {(n, str(p)): (lock.section(n, str(p), "debian"), lock.section(n, str(p), "python"))
+           for n, spec in config.images.items() for p in spec.platforms}
     registries = Registries(insecure=frozenset(config.insecure_registries) | frozenset(args.insecure_registry))
     try:
         with store.shared_lock():
@@ -509,12 +510,14 @@ def cmd_lock(args: argparse.Namespace) -> int:
     for column in ("image", "Debian packages", "Python packages", "changes"):
         table.add_column(column)
     for b in built:
-        debian, python = family.lock.section(b.name, "debian"), family.lock.section(b.name, "python")
+        where = str(b.platform)
+        debian, python = family.lock.section(b.name, where, "debian"), family.lock.section(b.name, where, "python")
         if debian is None and python is None:
             continue
-        changes = [_lock_changes(old[b.name][0], debian, "packages") if debian else "",
-                   _lock_changes(old[b.name][1], python, "dists") if python else ""]
-        table.add_row(b.name, str(len(debian["packages"])) if debian else "–",
+        before = old.get((b.name, where), (None, None))
+        changes = [_lock_changes(before[0], debian, "packages") if debian else "",
+                   _lock_changes(before[1], python, "dists") if python else ""]
+        table.add_row(b.name if len(config.image(b.name).platforms) == 1 else f"{b.name} ({where})", str(len(debian["packages"])) if debian else "–",
                       str(len(python["dists"])) if python else "–", "; ".join(c for c in changes if c))
     if not table.row_count:
         console.print("no image installs Debian or Python packages: nothing to lock")

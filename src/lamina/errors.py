@@ -43,3 +43,26 @@ class AuthError(RegistryError):
 
 class NotFoundError(RegistryError):
     """A manifest or blob is not in the registry (wrong reference, or never pushed)."""
+
+
+class LockStaleError(LaminaError):
+    """``--locked`` and the lock file has no fresh entry for an image (run ``lamina lock``)."""
+
+
+class DownloadError(LaminaError):
+    """An HTTP download failed: the server refused it, never answered, or the retries ran out.
+
+    ``url`` is what was asked for; ``status`` the HTTP status of the last answer (None when there was none);
+    ``reason`` what went wrong in a few words, for a caller that words its own message.
+    """
+
+    def __init__(self, message: str, *, url: str, status: int | None = None, reason: str = "",
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.url = url
+        self.status = status
+        self.reason = reason or message
+
+
+class CertificateError(DownloadError):
+    """The server's TLS certificate did not verify against the CA bundle in use."""

@@ -53,14 +53,6 @@ class BuiltLayer:
     reused: bool
 
 
-def diff_id_of(entries: Iterable[Entry], mtime: int) -> tuple[str, int]:
-    """The uncompressed digest and size of the layer tar of ``entries``."""
-    writer = DigestWriter()
-    for chunk in tar_chunks(entries, mtime=mtime):
-        writer.write(chunk)
-    return writer.digest, writer.size
-
-
 def build_layer(
     store: BlobStore, spec: LayerSpec, *, compression: Compression, media_type: str, mtime: int
 ) -> BuiltLayer:

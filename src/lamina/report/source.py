@@ -149,15 +149,28 @@ def _read_small(opener: Opener, digest: str) -> bytes:
 # -- the store's built images -------------------------------------------------------------------------
 
 
-def store_images(store: BlobStore, names: Sequence[str] = ()) -> list[SourceImage]:
-    """The images the store last built (``lamina build`` records each as ``built NAME``)."""
+def built_names(store: BlobStore) -> list[tuple[str, str]]:
+    """(image, platform) of every image the store recorded as built (``built NAME [PLATFORM]``)."""
+    out = []
+    for record in store.images():
+        label = record.get("name", "")
+        if label.startswith("built "):
+            name, _, platform = label.removeprefix("built ").partition(" ")
+            out.append((name, platform))
+    return out
+
+
+def store_images(store: BlobStore, names: Sequence[str] = (), platform: Platform | None = None) -> list[SourceImage]:
+    """The images the store last built (``lamina build`` records each as ``built NAME PLATFORM``)."""
     images = []
     for record in store.images():
         label = record.get("name", "")
         if not label.startswith("built "):
             continue
-        name = label.removeprefix("built ")
+        name, _, built_for = label.removeprefix("built ").partition(" ")
         if names and not _name_matches(name, names):
+            continue
+        if platform is not None and built_for and built_for != str(platform):
             continue
         if not store.has(record["digest"]) or record["mediaType"] not in mt.MANIFEST_TYPES:
             continue

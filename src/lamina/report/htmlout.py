@@ -289,7 +289,8 @@ def _hidden(report: FamilyReport) -> str:
 
 def _blast(report: FamilyReport) -> str:
     rows = "".join(
-        f'<tr class="blast-row" data-package="{e(r.owner.name)}"><td>{e(r.owner.name)}</td><td>{e(r.owner.version)}</td>'
+        f'<tr class="blast-row" data-package="{e(r.owner.name)}"><td>{e(r.owner.name)}'
+        + (f'<div class="digest">{e(r.origin)}</div>' if r.origin else "") + f'</td><td>{e(r.owner.version)}</td>'
         f'<td>{_pill(r.owner.kind)}</td><td>{e(r.layer_description)}<div class="digest">{e(r.layer[:19])}</div></td>'
         + _num(r.layer_size) + f'<td>{e(r.added_by)}</td>' + _num(len(r.images), str(len(r.images)))
         + f'<td class="imgs">{e(", ".join(r.images))}</td>' + _num(r.push_bytes) + "</tr>"

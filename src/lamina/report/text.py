@@ -38,7 +38,7 @@ def print_family(report: FamilyReport, console: Console, *, layers: bool = True)
         for i in report.images:
             if not i.added:
                 continue
-            t = _table("#", "compressed", "unpacked", "layer", "packages or code", title=f"{i.name}: what it adds on {i.base or 'nothing'}")
+            t = _table("#", "compressed", "unpacked", "layer", "packages or code", title=f"{i.name}: " + (f"what it adds on {i.base}" if i.base else "its layers"))
             for n, x in enumerate(i.added, start=i.base_layers + 1):
                 parts = [f"{c.owner.label} ({human(c.bytes)})" for c in x.components[:4]]
                 more = f" +{len(x.components) - 4} more" if len(x.components) > 4 else ""

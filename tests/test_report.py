@@ -509,3 +509,18 @@ def test_a_corrupt_layer_is_refused_naming_its_digest(family, tmp_path):
     blob.write_bytes(bytes(data))
     with pytest.raises(LaminaError, match=digest.split(":")[1][:12]):
         analyze(layout_images(layout, ["hello2"]))
+
+
+def test_classic_dpkg_database_of_a_foreign_base_names_its_packages():
+    """An image built by apt (python:3.12-slim and the like): /var/lib/dpkg/status and info/<pkg>.list, with
+    pre-merged-/usr paths in the lists."""
+    from lamina.report import analyze
+
+    status = ("Package: zlib1g\nStatus: install ok installed\nVersion: 1:1.2.13\n\n"
+              "Package: gone\nStatus: deinstall ok config-files\nVersion: 1\n")
+    layer = tar_gz([("usr/lib/x86_64-linux-gnu/libz.so.1", b"z" * 100), ("var/lib/dpkg/status", status.encode()),
+                    ("var/lib/dpkg/info/zlib1g:amd64.list", b"/.\n/lib/x86_64-linux-gnu/libz.so.1\n")])
+    report = analyze([memory_image("slim:1", [layer])])
+    assert report.image("slim:1").packages == {("deb", "zlib1g"): "1:1.2.13"}
+    (comp,) = [c for c in report.layers[report.image("slim:1").layers[0].digest].components if c.owner.kind == "deb"]
+    assert comp.bytes == 100 + len("/.\n/lib/x86_64-linux-gnu/libz.so.1\n")

@@ -10,7 +10,7 @@ from lamina.errors import LaminaError
 from lamina.report.family import FamilyReport, ImageReport
 from lamina.report.units import human, parse_size
 
-#: The exit status of `lamina report` when a threshold is exceeded (1-5 are errors: see lamina.errors.EXIT_CODES).
+#: The exit status of `lamina report` when a threshold is exceeded (lamina.errors.EXIT_CODES).
 EXIT_THRESHOLD = 6
 
 

@@ -17,7 +17,10 @@ SHOW = 10
 def _table(*columns: str, title: str | None = None) -> Table:
     table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", title_style="bold")
     for c in columns:
-        table.add_column(c, justify="right" if c in RIGHT else "left", overflow="fold")
+        if c == "layer":  # long group descriptions: one line, cut
+            table.add_column(c, no_wrap=True, overflow="ellipsis", max_width=44)
+        else:
+            table.add_column(c, justify="right" if c in RIGHT else "left", overflow="fold")
     return table
 
 

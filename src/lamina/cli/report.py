@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 from lamina.cli import output
@@ -12,10 +13,10 @@ from lamina.oci.model import Platform
 from lamina.oci.remote import Registries
 from lamina.oci.store import BlobStore
 from lamina.report import analyze, diff_families, layout_images, store_images
-from lamina.report.source import built_names
+from lamina.report.source import SourceImage, built_names
 from lamina.report.jsonout import family_json
 from lamina.report.locate import is_layout, locate
-from lamina.report.text import print_family
+from lamina.report.text import print_diff, print_family
 from lamina.report.thresholds import EXIT_THRESHOLD, Thresholds, check
 from lamina.report.write import analyze_with_store, write_report
 
@@ -100,7 +101,8 @@ def _title_of(layout: Path) -> str:
     return names[0] if names else "lamina report"
 
 
-def _report(args, images, store, registries, limits: Thresholds, title: str) -> int:
+def _report(args: argparse.Namespace, images: Sequence[SourceImage], store: BlobStore, registries: Registries,
+            limits: Thresholds, title: str) -> int:
     if not images:
         raise UsageError("no images to report on", hint="build first (`lamina build`), or give --layout DIR")
     with output.status("reading layers…") as update:
@@ -111,12 +113,14 @@ def _report(args, images, store, registries, limits: Thresholds, title: str) -> 
             diff = diff_families(earlier, report)
     breaches = check(report, limits)
     if args.json:
-        output.print_json(family_json(report, breaches))
+        output.print_json({**family_json(report, breaches), **({"diff": diff.to_json()} if diff else {})})
     if args.html:
         write_report(Path(args.html), report, title=title, diff=diff, breaches=breaches)
         output.console.print(f"wrote {args.html}")
     if not args.json and not args.html:
         print_family(report, output.console)
+        if diff is not None:
+            print_diff(diff, output.console)
     for breach in breaches:
         output.console.print(f"[bold red]over threshold:[/] {output.escape(breach.message)}")
     if breaches:

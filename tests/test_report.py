@@ -160,7 +160,15 @@ def test_report_cli_json_and_thresholds(family):
     from lamina.report.thresholds import EXIT_THRESHOLD
 
     data = json.loads(lamina(family, "report", "--json").stdout)
-    assert data["schema"] == "lamina.report/1"
+    assert data["schema"] == "lamina.report/1"  # the fields docs/report.md documents (added to, never changed)
+    assert set(data) == {"schema", "limits", "images", "layers", "family", "largest_packages", "duplicates",
+                         "blast_radius", "thresholds"}
+    assert set(data["images"][0]) == {
+        "name", "digest", "platform", "source", "compressed_bytes", "documents_bytes", "unpacked_bytes", "visible_bytes",
+        "layer_count", "runtime_layer_limit", "lamina_layer_budget", "base", "base_layer_count", "added", "wasted_bytes",
+        "efficiency", "layers", "hidden_files", "hidden_file_count", "packages"}
+    assert set(data["family"]) == {"registry_bytes", "images_bytes", "monolithic_bytes", "duplicate_bytes",
+                                   "wasted_bytes", "sharing"}
     images = {i["name"]: i for i in data["images"]}
     assert set(images) == {"busybox:1.0", "hello:1.0", "hello2:1.0"}
     assert images["hello:1.0"]["wasted_bytes"] == len(MOTD_BASE) and images["hello:1.0"]["base"] == "busybox:1.0"

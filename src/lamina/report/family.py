@@ -432,11 +432,12 @@ def _duplicates(images: Sequence[ImageReport], scans: dict[str, LayerFiles]) -> 
 
 
 def _blast(images: Sequence[ImageReport], layers: dict[str, LayerReport]) -> list[BlastRow]:
-    documents = {i.name: i.documents for i in images}
+    by_name = {i.name: i for i in images}
     rows = []
     for layer in layers.values():
         carriers = tuple(layer.images)
-        push = layer.size + sum(documents[n] for n in carriers)
+        distinct = {by_name[n].digest: by_name[n].documents for n in carriers}  # one image under two tags: once
+        push = layer.size + sum(distinct.values())
         for c in layer.packages:
             rows.append(BlastRow(c.owner, layer.digest, layer.description, layer.size, layer.added_by, carriers, push,
                                  c.origin))

@@ -16,10 +16,11 @@ import pytest
 from lamina.oci.reference import Reference
 from lamina.oci.registry.client import RegistryClient
 from lamina.oci.store import BlobStore
-from lamina.supply.keys import KeyFileError, PrivateKey, PublicKey, keygen
+from lamina.supply.errors import KeyFileError, VerificationError
+from lamina.supply.keys import PrivateKey, PublicKey, keygen
 from lamina.supply.sign import (
     SIGNATURE_ANNOTATION,
-    VerificationError,
+
     payload,
     sign_image,
     signature_tag,

@@ -27,17 +27,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from lamina.errors import LaminaError
+from lamina.supply.errors import KeyFileError
 
 PRIVATE_PEM_TYPE = "ENCRYPTED SIGSTORE PRIVATE KEY"
 LEGACY_PRIVATE_PEM_TYPE = "ENCRYPTED COSIGN PRIVATE KEY"
 PASSWORD_VARIABLES = ("LAMINA_KEY_PASSWORD", "COSIGN_PASSWORD")
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 32768, 8, 1
 _KEY_BYTES, _SALT_BYTES, _NONCE_BYTES = 32, 32, 24
-
-
-class KeyFileError(LaminaError):
-    """A key file is missing, malformed, or its password is wrong."""
 
 
 @dataclass(frozen=True)

@@ -24,15 +24,12 @@ from lamina.oci.model import Document
 from lamina.oci.reference import Reference
 from lamina.oci.referrers import Blob
 from lamina.oci.registry.client import RegistryClient
+from lamina.supply.errors import VerificationError
 from lamina.supply.keys import PrivateKey, PublicKey
 
 SIMPLE_SIGNING_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 PAYLOAD_TYPE = "cosign container image signature"
-
-
-class VerificationError(LaminaError):
-    """A signature, attestation or SBOM does not check out: the image must not be trusted."""
 
 
 def signature_tag(digest: str) -> str:

@@ -1,0 +1,13 @@
+"""The supply chain's errors: a key that cannot be used, and a check that failed."""
+
+from __future__ import annotations
+
+from lamina.errors import LaminaError
+
+
+class KeyFileError(LaminaError):
+    """A key file is missing, malformed, or its password is wrong."""
+
+
+class VerificationError(LaminaError):
+    """A signature, attestation or SBOM does not check out: the image must not be trusted."""

@@ -190,3 +190,15 @@ def _replace_payload(client: RegistryClient, repo: str, digest: str, manifest: d
     manifest["layers"][0]["digest"], manifest["layers"][0]["size"] = sha256_digest(body), len(body)
     data = json.dumps(manifest).encode()
     client.put_manifest(repo, signature_tag(digest), data, manifest["mediaType"])
+
+
+def test_lamina_reads_a_key_skopeo_generated(tmp_path, skopeo):
+    (tmp_path / "pass").write_bytes(PASSWORD)
+    result = subprocess.run([*skopeo, "generate-sigstore-key", "--output-prefix", str(tmp_path / "sk"),
+                             "--passphrase-file", str(tmp_path / "pass")], capture_output=True, text=True)
+    if result.returncode != 0 and "unknown command" in result.stderr:
+        pytest.skip("this skopeo has no generate-sigstore-key (skopeo >= 1.10 has)")
+    assert result.returncode == 0, result.stderr
+    key = PrivateKey.load(tmp_path / "sk.private", PASSWORD)
+    body = payload("127.0.0.1:5000/x", "sha256:" + "0" * 64)
+    assert PublicKey.load(tmp_path / "sk.pub").verifies(key.sign(body), body)

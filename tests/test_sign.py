@@ -202,3 +202,28 @@ def test_lamina_reads_a_key_skopeo_generated(tmp_path, skopeo):
     key = PrivateKey.load(tmp_path / "sk.private", PASSWORD)
     body = payload("127.0.0.1:5000/x", "sha256:" + "0" * 64)
     assert PublicKey.load(tmp_path / "sk.pub").verifies(key.sign(body), body)
+
+
+@pytest.mark.registry
+def test_an_index_and_each_of_its_platform_images_are_signed(registry, store, keys, tmp_path, skopeo):
+    from lamina.oci import mediatypes as mt
+    from lamina.oci.model import Platform, build_index
+    from lamina.supply.verify import verify_image
+
+    repo = unique_repo("multi")
+    amd, amd_image = push_tiny(store, registry.host, repo, tag="amd64", text="amd64")
+    _, arm_image = push_tiny(store, registry.host, repo, tag="arm64", text="arm64")
+    index = build_index([amd_image.manifest.descriptor(platform=Platform("linux", "amd64")),
+                         arm_image.manifest.descriptor(platform=Platform("linux", "arm64"))])
+    with client_for(registry) as client:
+        client.put_manifest(repo, "1", index.data, mt.OCI_INDEX)
+        ref = Reference.parse(f"{registry.host}/{repo}:1")
+        signed = sign_image(client, ref, index.digest, PrivateKey.load(keys[0], PASSWORD))
+        assert [s.digest for s in signed] == [index.digest, amd_image.digest, arm_image.digest]
+        report = verify_image(client, ref, PublicKey.load(keys[1]), attestations=False)
+        assert [(c.what, c.digest, c.ok) for c in report.checks] == [
+            ("signature", index.digest, True), ("signature", amd_image.digest, True),
+            ("signature", arm_image.digest, True)]
+    copied = skopeo_copy(skopeo, skopeo_config(tmp_path, registry, repo, keys[1]), f"docker://{ref}",
+                         f"oci:{tmp_path / 'all'}:x", "--all")
+    assert copied.returncode == 0, copied.stderr

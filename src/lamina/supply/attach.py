@@ -13,7 +13,7 @@ the predicate type), the names ORAS, Trivy and the OCI referrers examples use.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -77,13 +77,17 @@ def documents(source: SbomInput, facts: BuildFacts, key: PrivateKey | None = Non
 
 
 def recorded_documents(store: BlobStore, digest: str, facts: BuildFacts, key: PrivateKey | None = None, *,
-                       distro: str = "", reference: str = "", version: str = "") -> Documents:
+                       distro: str = "", reference: str = "", project: str = "",
+                       version_of: Callable[[str], str] = lambda _name: "") -> Documents:
     """The documents of the image with manifest ``digest`` that this store built (its inventory is
-    recorded); its base's SBOMs are made the same way, when lamina built the base too."""
-    source = recorded_input(store, digest, distro=distro, reference=reference, version=version)
+    recorded); its base's SBOMs are made the same way, when lamina built the base too, so they are the
+    very bytes attached to the base (``version_of`` gives an image's version from its name)."""
+    source = recorded_input(store, digest, distro=distro, reference=reference)
+    source = replace(source, project=project, version=version_of(source.inventory.image))
     base = None
     if source.inventory.base_digest and load_inventory(store, source.inventory.base_digest) is not None:
-        base = recorded_documents(store, source.inventory.base_digest, BuildFacts(), distro=distro)
+        base = recorded_documents(store, source.inventory.base_digest, BuildFacts(), distro=distro, project=project,
+                                  version_of=version_of)
     return documents(source, facts, key, base)
 
 

@@ -34,7 +34,8 @@ class SbomInput:
     ``distro``: the Debian release of its ``.deb`` packages (``bookworm``, ``debian-12`` or ``12``);
     ``reference``: where the image is published, ``registry/repository`` (empty for a local image);
     ``base_sbom``: the base image's SBOM in the same format, when lamina built the base, so the SBOM
-    can point at it (SPDX needs its namespace and SHA-1, CycloneDX its serial number).
+    can point at it (SPDX needs its namespace and SHA-1, CycloneDX its serial number);
+    ``project``: who supplies the first-party code (the registry owner, else the project's folder name).
     """
 
     inventory: Inventory
@@ -45,6 +46,7 @@ class SbomInput:
     version: str = ""
     reference: str = ""
     base_sbom: bytes | None = None
+    project: str = ""
     annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -101,7 +103,7 @@ def pypi_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def supplier(item: Placed) -> str:
+def supplier(item: Placed, project: str = "") -> str:
     """Who distributed the component: Debian, the package index it was fetched from, or the project."""
     c = item.component
     if c.kind == "deb":
@@ -111,7 +113,7 @@ def supplier(item: Placed) -> str:
         if not host or host.endswith("pythonhosted.org") or host.endswith("pypi.org"):
             return "Python Package Index (pypi.org)"
         return host
-    return c.origin if c.origin and c.origin != "lamina" else "the image's project"
+    return project or "the image's project"
 
 
 def component_version(item: Placed) -> str:

@@ -67,7 +67,8 @@ def image_documents(config: ProjectConfig, store: BlobStore, name: str, image: I
     They do not name where the image is published: the same image has the same SBOM bytes in a layout,
     in any registry, and when printed by ``lamina sbom``."""
     return recorded_documents(store, image.digest, build_facts(config), key, distro=distro_of(config, name),
-                              version=config.tag_of(config.image(name)) if name in config.images else "")
+                              project=config.owner or config.path.parent.name,
+                              version_of=lambda image: config.tag_of(config.images[image]) if image in config.images else "")
 
 
 def attach_to_layout(config: ProjectConfig, store: BlobStore, layout: Path, images: Sequence[tuple[str, Image]],

@@ -99,7 +99,7 @@ def _component(item: Placed, source: SbomInput) -> dict[str, Any]:
     out: dict[str, Any] = {
         "type": "library" if c.kind != "files" else "file",
         "bom-ref": locator or f"{c.kind}:{c.name}@{item.layer}",
-        "supplier": {"name": supplier(item)},
+        "supplier": {"name": supplier(item, source.project)},
         "name": c.name,
         "version": component_version(item),
     }

@@ -128,7 +128,7 @@ def _package(item: Placed, source: SbomInput) -> dict[str, Any]:
         "SPDXID": spdx_id(c.kind, c.name, c.version, c.arch, item.layer),
         "name": c.name,
         "versionInfo": component_version(item),
-        "supplier": f"Organization: {supplier(item)}",
+        "supplier": f"Organization: {supplier(item, source.project)}",
         "downloadLocation": c.url or "NOASSERTION",
         "filesAnalyzed": False,
     }

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from lamina.errors import LaminaError
+from lamina.errors import LaminaError, VerificationError
+
+__all__ = ["KeyFileError", "VerificationError"]
 
 
 class KeyFileError(LaminaError):
     """A key file is missing, malformed, or its password is wrong."""
-
-
-class VerificationError(LaminaError):
-    """A signature, attestation or SBOM does not check out: the image must not be trusted."""

@@ -18,6 +18,7 @@ from lamina.oci.model import Image
 from lamina.oci.reference import Reference
 from lamina.oci.remote import Registries
 from lamina.oci.store import BlobStore
+from lamina.publish.named import Named
 from lamina.supply.attach import Documents, attach_to_oci_layout, attach_to_registry, recorded_documents
 from lamina.supply.keys import PrivateKey
 from lamina.supply.provenance import BuildFacts
@@ -71,21 +72,24 @@ def image_documents(config: ProjectConfig, store: BlobStore, name: str, image: I
                               version_of=lambda image: config.tag_of(config.images[image]) if image in config.images else "")
 
 
-def attach_to_layout(config: ProjectConfig, store: BlobStore, layout: Path, images: Sequence[tuple[str, Image]],
+def attach_to_layout(config: ProjectConfig, store: BlobStore, layout: Path, named: Sequence[Named],
                      key: PrivateKey | None = None) -> list[Documents]:
-    """SBOMs (and, with ``key``, signed provenance) of ``images`` into the OCI layout they were written to."""
-    docs = [image_documents(config, store, name, image, key=key) for name, image in images]
+    """SBOMs (and, with ``key``, signed provenance) of every platform image of ``named`` into the OCI
+    layout they were written to."""
+    docs = [image_documents(config, store, n.name, image, key=key) for n in named for image in n.images]
     attach_to_oci_layout(layout, docs)
     return docs
 
 
 def attach_and_sign(config: ProjectConfig, store: BlobStore, registries: Registries,
-                    pushed: Sequence[tuple[str, Image, Reference]], key: PrivateKey | None = None) -> list[Signed]:
-    """After a push: attach each image's SBOMs (and signed provenance), then sign it when ``key`` is given."""
+                    pushed: Sequence[tuple[Named, Reference]], key: PrivateKey | None = None) -> list[Signed]:
+    """After a push: attach the SBOMs (and signed provenance) of each platform image, then, with ``key``,
+    sign what was pushed (an index and each of its platform manifests)."""
     signed: list[Signed] = []
-    for name, image, target in pushed:
+    for named, target in pushed:
         client = registries.client(target.registry)
-        attach_to_registry(client, target.repository, image_documents(config, store, name, image, key=key))
+        for image in named.images:
+            attach_to_registry(client, target.repository, image_documents(config, store, named.name, image, key=key))
         if key is not None:
-            signed += sign_image(client, target, image.digest, key)
+            signed += sign_image(client, target, named.digest, key)
     return signed

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from lamina.cli import output
-from lamina.cli.options import examples
+from lamina.cli.options import HelpFormatter, examples
 from lamina.supply.keys import PASSWORD_VARIABLES, keygen, read_password
 
 
@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with cosign and with `skopeo copy --sign-by-sigstore-private-key`. The password comes from "
         f"{' or '.join(PASSWORD_VARIABLES)}, else from standard input (asked twice on a terminal); it is never "
         "printed or stored.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog=examples(
             ("lamina keygen", "cosign.key and cosign.pub here (asks for a password)"),
             ('LAMINA_KEY_PASSWORD="$PW" lamina keygen --output-prefix ci/release', "ci/release.key, ci/release.pub"),

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from lamina.cli.options import add_config, examples, open_session
+from lamina.cli.options import HelpFormatter, add_config, examples, open_session
 from lamina.cli.refs import add_registry_access, registries, resolve
 from lamina.errors import LaminaError, UsageError
 from lamina.oci import mediatypes as mt
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "its output, else into the store), oci:DIR:NAME (a layout), or a registry reference. The SBOM comes from "
         "what lamina recorded while building, so the image must have been built with this store, or the SBOM "
         "attached to it (registry, layout) is printed. The same image always gives the same bytes.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog=examples(
             ("lamina sbom svc-forms", "SPDX JSON of the project's svc-forms image"),
             ("lamina sbom svc-forms --format cyclonedx -o svc-forms.cdx.json", ""),

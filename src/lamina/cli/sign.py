@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from lamina.cli import output
-from lamina.cli.options import examples
+from lamina.cli.options import HelpFormatter, examples
 from lamina.cli.refs import add_registry_access, registries, resolve
 from lamina.supply.keys import PASSWORD_VARIABLES, PrivateKey, read_password
 from lamina.supply.sign import sign_image, signature_tag
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "platform manifest are signed. The key's password comes from "
         f"{' or '.join(PASSWORD_VARIABLES)}, else standard input. `lamina build --push --sign KEY` does this "
         "(and attaches signed provenance) as it pushes.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog=examples(
             ("lamina sign registry.example.com/acme/svc-forms:1.0.0 --key cosign.key", ""),
             ('COSIGN_PASSWORD="$PW" lamina sign 127.0.0.1:5000/me/hello@sha256:... --key cosign.key', ""),

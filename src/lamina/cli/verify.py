@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from lamina.cli import output
-from lamina.cli.options import add_json, examples
+from lamina.cli.options import HelpFormatter, add_json, examples
 from lamina.cli.refs import add_registry_access, registries, resolve
 from lamina.errors import VerificationError
 from lamina.supply.keys import PublicKey
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "checked. Prints one line per check on stdout; exits 0 when all pass, 6 when one fails, 4 when the "
         "registry cannot be reached or lacks the image. Signatures made by cosign or skopeo with the same key "
         "are accepted (--signature-only when the image has no lamina attestations).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog=examples(
             ("lamina verify registry.example.com/acme/svc-forms:1.0.0 --key cosign.pub", "a CI gate"),
             ("lamina verify 127.0.0.1:5000/me/hello:1 --key cosign.pub --signature-only", "signature only"),

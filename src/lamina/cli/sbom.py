@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from lamina.cli.options import HelpFormatter, add_config, examples, open_session
+from lamina.cli import output
+from lamina.cli.options import HelpFormatter, add_config, examples, open_session, platforms_arg
 from lamina.cli.refs import add_registry_access, registries, resolve
 from lamina.errors import LaminaError, UsageError
 from lamina.oci import mediatypes as mt
@@ -25,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="print the SBOM of a built image (SPDX 2.3 or CycloneDX 1.6 JSON), pushed or not",
         description="Print the SBOM of IMAGE on stdout: every Debian package (version, architecture, source "
         "package, .deb SHA256, purl), every Python distribution (version, wheel SHA256, purl), the first-party "
-        "code with its layer, and the base image by digest. IMAGE is an image of the project (as last built into "
-        "its output, else into the store), oci:DIR:NAME (a layout), or a registry reference. The SBOM comes from "
+        "code with its layer, and the base image by digest. IMAGE is an image of the project (built from the store "
+        "first if needed: nothing is rebuilt when nothing changed), oci:DIR:NAME (a layout), or a registry reference. The SBOM comes from "
         "what lamina recorded while building, so the image must have been built with this store, or the SBOM "
         "attached to it (registry, layout) is printed. The same image always gives the same bytes.",
         formatter_class=HelpFormatter,
@@ -40,7 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image", metavar="IMAGE", help="a project image, oci:DIR:NAME, or registry/repository:tag")
     p.add_argument("--format", choices=sorted(FORMATS), default="spdx", help="SBOM format (default: spdx)")
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of stdout")
-    p.add_argument("--platform", help="for an index: which platform image (default: the first)")
+    p.add_argument("--platform", metavar="OS/ARCH", help="which platform image (default: the first)")
+    p.add_argument("--locked", action="store_true", help="a project image: as lamina.lock says, never resolving")
+    p.add_argument("--image-format", dest="format_oci", choices=["oci", "docker"],
+                   help="a project image: the manifest format it was built with (default: the config's)")
     add_config(p)
     add_registry_access(p)
     p.set_defaults(func=run)
@@ -62,33 +66,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _from_project(args: argparse.Namespace) -> bytes:
-    with open_session(args) as session:
-        config, store = session.config, session.store
-        spec = config.image(args.image)
-        digest = _digest_in_output(config, f"{spec.name}:{config.tag_of(spec) if not spec.service else session.tag}",
-                                   args.platform) or _recorded_digest(store, spec.name)
-        if digest is None:
-            raise LaminaError(f"image {spec.name!r} has not been built with the store at {store.root}",
-                              hint=f"run `lamina build {spec.name}` first")
-        from lamina.oci.model import Document, Image
-
-        manifest = store.read_bytes(digest)
-        image = Image(Document(manifest, json.loads(manifest).get("mediaType", mt.OCI_MANIFEST)),
-                      Document(store.read_bytes(json.loads(manifest)["config"]["digest"]), mt.OCI_CONFIG))
-        return image_documents(config, store, spec.name, image).sbom(args.format)
-
-
-def _digest_in_output(config, ref_name: str, platform: str | None) -> str | None:
-    """The digest the project's OCI layout output holds under ``ref_name`` (a platform image's)."""
-    kind, _, path = (config.output or "oci:build/oci").partition(":")
-    index_path = config.root / path / "index.json"
-    if kind != "oci" or not index_path.is_file():
-        return None
-    root = index_path.parent
-    for entry in json.loads(index_path.read_bytes()).get("manifests", []):
-        if (entry.get("annotations") or {}).get("org.opencontainers.image.ref.name") == ref_name:
-            return _platform_digest(root, entry, platform)
-    return None
+    """Build the project's image (from the store: a no-op when nothing changed) and describe it. Building
+    is how the right image is found: the store is shared by every project, so a name alone is ambiguous."""
+    with open_session(args) as session, session.store.shared_lock():
+        spec = session.config.image(args.image)
+        family = session.family(locked=args.locked, format=args.format_oci,
+                                platforms=platforms_arg([args.platform] if args.platform else None))
+        built = [b for b in output.run_family(family, [spec.name]) if b.name == spec.name]
+        return image_documents(session.config, session.store, spec.name, built[0].image).sbom(args.format)
 
 
 def _platform_digest(root: Path, entry: dict, platform: str | None) -> str:
@@ -104,13 +89,6 @@ def _pick(index: dict, digest: str, platform: str | None) -> str:
         if m.get("platform") and (wanted is None or wanted.matches(m["platform"])):
             return m["digest"]
     raise UsageError(f"index {digest} has no image for {platform or 'any platform'}")
-
-
-def _recorded_digest(store: BlobStore, name: str) -> str | None:
-    for record in store.images():
-        if record["name"] == f"built {name}" or record["name"].startswith(f"built {name} "):
-            return record["digest"]
-    return None
 
 
 def _from_layout(args: argparse.Namespace) -> bytes:

@@ -176,3 +176,27 @@ def test_documents_go_into_the_oci_layout_as_referrers(tmp_path, key, oci_schema
     require_tool("skopeo")
     out = subprocess.run(["skopeo", "inspect", f"oci:{layout}:hello:1"], capture_output=True, text=True)
     assert out.returncode == 0 and json.loads(out.stdout)["Digest"] == rebuilt.digest, out.stderr
+
+
+def test_an_index_is_verified_with_each_of_its_platform_images(registry, tmp_path, key):
+    from lamina.oci import mediatypes as mt
+    from lamina.oci.model import Platform, build_index
+    from lamina.oci.reference import Reference
+
+    store = BlobStore(tmp_path / "store")
+    repo = unique_repo("index")
+    _, amd = push_tiny(store, registry.host, repo, tag="amd64", text="amd64")
+    _, arm = push_tiny(store, registry.host, repo, tag="arm64", text="arm64")
+    index = build_index([amd.manifest.descriptor(platform=Platform("linux", "amd64")),
+                         arm.manifest.descriptor(platform=Platform("linux", "arm64"))])
+    with RegistryClient(registry.host, insecure=True) as client:
+        client.put_manifest(repo, "1", index.data, mt.OCI_INDEX)
+        ref = Reference.parse(f"{registry.host}/{repo}:1")
+        for image in (amd, arm):
+            record_inventory(store, image.digest)
+            attach_to_registry(client, repo, recorded_documents(store, image.digest, FACTS, key[0]))
+        sign_image(client, ref, index.digest, key[0])
+        report = verify_image(client, ref, key[1])
+    assert report.exit_code == EXIT_OK, [c.line() for c in report.checks]
+    assert [(c.what, c.digest) for c in report.checks] == [("signature", index.digest)] + [
+        (what, d) for d in (amd.digest, arm.digest) for what in ("signature", "provenance", "SPDX SBOM", "CycloneDX SBOM")]

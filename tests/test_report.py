@@ -86,6 +86,8 @@ def read_layout(layout: Path) -> dict[str, dict]:
     index = json.loads((layout / "index.json").read_text())
     out = {}
     for entry in index["manifests"]:
+        if "artifactType" in entry:
+            continue  # an SBOM attached beside the images
         data = (layout / "blobs" / "sha256" / entry["digest"].split(":")[1]).read_bytes()
         manifest = json.loads(data)
         out[entry["annotations"]["org.opencontainers.image.ref.name"]] = {

@@ -111,6 +111,8 @@ def layout_images(root: Path, names: Sequence[str] = (), platform: Platform | No
     opener = _layout_opener(root)
     images = []
     for entry in index.get("manifests", []):
+        if entry.get("artifactType"):
+            continue  # an attachment (SBOM, signature, provenance), not an image
         ref = (entry.get("annotations") or {}).get(ANNOTATION_REF_NAME) or entry["digest"][:19]
         if names and not _name_matches(ref, names):
             continue

@@ -181,9 +181,10 @@ class PythonSession:
 
     def prepare(self, spec: ImageSpec, platform: Platform, base: Image | None, base_state: PythonState | None,
                 current: Mapping[str, Any] | None, *, own_env: Mapping[str, str], debian_python: bool,
-                media_type: str, mtime: int, fetch: bool = True, uid: int = 0, gid: int = 0) -> PreparedPython:
+                media_type: str, mtime: int, fetch: bool = True, download: bool = True, uid: int = 0,
+                gid: int = 0) -> PreparedPython:
         """Lock (or resolve) the image's distributions; with ``fetch``, fetch the wheels the uncached
-        layers need and describe the layers."""
+        layers need (unless not ``download``: a dry run) and describe the layers."""
         target, makes_venv, env = self.plan(spec, platform, base, base_state, own_env=own_env,
                                             debian_python=debian_python)
         section, state, resolved = self.lock_image(spec, target, base_state, current, makes_venv=makes_venv)
@@ -193,7 +194,7 @@ class PythonSession:
             return prepared
         groups = group_dists(added)
         check_budget(spec.name, len(base.layers) if base else 0, len(groups) + 1)
-        needed = self._uncached(groups, target, media_type, mtime, uid, gid)
+        needed = self._uncached(groups, target, media_type, mtime, uid, gid) if download else []
 
         def count(_: LockedDist, size: int) -> None:
             prepared.downloaded += size

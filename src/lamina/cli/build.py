@@ -55,12 +55,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-check", action="store_true", help="do not run `lamina check` on the services")
     p.add_argument("--locked", action="store_true",
                    help="fail if lamina.lock is missing or stale instead of resolving (and never write it)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="build nothing: print the rebuild graph (as `lamina plan`: layers to build and why, bytes to push)")
     add_json(p, "a summary (digests, layers, pushes)")
     add_registry(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        from lamina.cli import plan
+
+        return plan.from_build(args)
     console = output.console
     with open_session(args) as session:
         config, store = session.config, session.store

@@ -116,6 +116,12 @@ class FamilyPlan:
                 "push": self.push.to_json() if self.push else None}
 
 
+def options_for(config: ProjectConfig, *, format: str | None = None, compression: str | None = None) -> BuildOptions:
+    """The build options ``lamina build`` uses for ``config`` (the plan must assemble the same documents)."""
+    return BuildOptions(format=format or config.format, compression=compression or config.compression,  # type: ignore[arg-type]
+                        source=config.source, revision=config.revision, version=config.version)
+
+
 def plan_family(config: ProjectConfig, store: BlobStore, registries: Registries, options: BuildOptions,
                 names: Sequence[str], *, tag: str, pushing: bool = False, locked: bool = False,
                 published: Mapping[str, str] | None = None, previous: Mapping[str, str] | None = None) -> FamilyPlan:
@@ -132,7 +138,7 @@ def plan_family(config: ProjectConfig, store: BlobStore, registries: Registries,
     assembled: dict[Key, Base] = {}
     for key, planned in plans.items():
         spec = config.image(planned.name)
-        ref = naming.base_name(config, spec, tag, pushing=pushing)
+        ref = naming.output_name(config, spec, tag)
         layers = [_layer_plan(store, layer.spec, layer.components, options) for layer in planned.layers]
         base = _base_of(planned, assembled, key, family)
         image = None
@@ -176,9 +182,14 @@ def _explain(plan: ImagePlan, store: BlobStore, planned: PlannedImage, before: s
     if plan.to_build:
         plan.why.append(f"{len(plan.to_build)} layer(s) to build")
     if previous is not None and planned.base is not None and previous.base and previous.base != planned.base.name:
-        plan.why.append(f"its base is now {planned.base.name} (was {previous.base})")
+        plan.why.append(f"its base is now {_short(planned.base.name)} (was {_short(previous.base)})")
     if not plan.why and plan.changes:
         plan.why.append("not published yet" if plan.published is None else "its documents change")
+
+
+def _short(ref: str) -> str:
+    """``host/owner/base-ml:v1.0.2`` → ``base-ml:v1.0.2``."""
+    return ref.rsplit("/", 1)[-1]
 
 
 def _component_changes(components: Sequence[Component], old: Mapping[tuple[str, str], Component]) -> list[str]:

@@ -83,7 +83,8 @@ def make_wheel(folder: Path, name: str, version: str, *, code: str | None = None
 
 
 def make_update_project(root: Path, *, registry: str = "127.0.0.1:5000", owner: str = "harkon",
-                        python: str = "3.11.2", ml_requirement: str = "mllib>=1.0,<2") -> Path:
+                        python: str = "3.11.2", ml_requirement: str = "mllib>=1.0,<2",
+                        base_requirement: str = "corelib==1.0") -> Path:
     """The project at ``root`` (wheels: corelib 1.0, mllib 1.0 only); returns lamina.toml's path."""
     (root / "rootfs" / "bin").mkdir(parents=True, exist_ok=True)
     busybox = root / "rootfs" / "bin" / "busybox"
@@ -99,7 +100,7 @@ def make_update_project(root: Path, *, registry: str = "127.0.0.1:5000", owner: 
     libs = root / "libs"
     libs.mkdir()
     (libs / "__init__.py").write_text("")
-    (libs / "requirements-base.txt").write_text("corelib==1.0\n")
+    (libs / "requirements-base.txt").write_text(f"{base_requirement}\n")
     (libs / "requirements-ml.txt").write_text(f"# ML dependencies: in base-ml only\n{ml_requirement}\n")
     for service in SERVICES:
         folder = root / "apps" / service.replace("-", "_")

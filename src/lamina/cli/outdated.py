@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         output.print_json(report.to_json())
     else:
+        for warning in report.warnings:
+            output.console.print(f"[yellow]warning:[/] {output.escape(warning)}")
         for release, point in sorted(report.releases.items()):
             output.console.print(f"Debian {release} is at {point}")
         if report.items:

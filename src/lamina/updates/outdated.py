@@ -26,7 +26,7 @@ from packaging.version import InvalidVersion, Version
 from lamina.build import SCRATCH
 from lamina.config import ImageSpec, ProjectConfig
 from lamina.debian import is_debian_base
-from lamina.debian.archive import Archive, suites_for
+from lamina.debian.archive import Archive, ArchiveError, suites_for
 from lamina.debian.image import settings_of
 from lamina.debian.resolve import Index, version_compare
 from lamina.lock import Lock
@@ -75,10 +75,12 @@ class Report:
 
     items: list[Outdated] = field(default_factory=list)
     releases: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
     checked: dict[str, int] = field(default_factory=lambda: {"python": 0, "debian": 0, "base": 0})
 
     def to_json(self) -> dict[str, Any]:
-        return {"outdated": [i.to_json() for i in self.items], "releases": self.releases, "checked": self.checked}
+        return {"outdated": [i.to_json() for i in self.items], "releases": self.releases, "checked": self.checked,
+                "warnings": self.warnings}
 
     def images(self, kinds: Iterable[str] = ("python", "debian", "base"), *, security_only: bool = False) -> list[str]:
         """The images with something to update (of ``kinds``; only security updates if asked)."""
@@ -183,11 +185,7 @@ def debian_outdated(config: ProjectConfig, lock: Lock, specs: Sequence[ImageSpec
             release, arch = str(section["release"]), str(section["arch"])
             key = (release, arch)
             if key not in indexes:
-                suites = suites_for(release, settings.mirror, settings.security_mirror, ("updates", SECURITY))
-                candidates, releases = archive.candidates(suites, arch)
-                indexes[key] = Index(candidates, arch)
-                primary = releases[0]
-                report.releases[release] = primary.version or primary.date
+                indexes[key] = _index(archive, settings, release, arch, report)
             index = indexes[key]
             used = {release} | {f"{release}-{extra}" for extra in configured_extra}
             for package in section.get("packages", []):
@@ -196,6 +194,26 @@ def debian_outdated(config: ProjectConfig, lock: Lock, specs: Sequence[ImageSpec
                 if item is not None:
                     found.append(item)
     return found
+
+
+def _index(archive: Archive, settings: Any, release: str, arch: str, report: Report) -> Index:
+    """The packages of the suites the project uses, and of RELEASE-updates and RELEASE-security when it
+    does not (a suite of those that cannot be read is a warning: it is not what the images are built from)."""
+    used = suites_for(release, settings.mirror, settings.security_mirror, settings.suites)
+    candidates, releases = archive.candidates(used, arch)
+    primary = releases[0]
+    report.releases[release] = primary.version or primary.date
+    names = {s.name for s in used}
+    for suite in suites_for(release, settings.mirror, settings.security_mirror, ("updates", SECURITY)):
+        if suite.name in names:
+            continue
+        try:
+            more, _ = archive.candidates([suite], arch)
+        except ArchiveError as e:
+            report.warnings.append(f"{suite.name} could not be read: {e.message}")
+            continue
+        candidates += more
+    return Index(candidates, arch)
 
 
 def _debian_item(image: str, platform: str, package: Mapping[str, Any], index: Index,

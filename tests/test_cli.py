@@ -32,6 +32,10 @@ VERB_EXAMPLES = {
     "test": "lamina test",
     "export": "lamina export",
     "store": "lamina store",
+    "outdated": "lamina outdated",
+    "update": "lamina update",
+    "plan": "lamina plan",
+    "rebase": "lamina rebase",
 }
 
 

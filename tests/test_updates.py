@@ -158,16 +158,23 @@ def test_update_moves_base_ml_and_the_ml_services_only_and_the_plan_is_what_the_
         assert set(targets[f"{service}:1.0.0"]["blobs"].values()) == {"exists"}
 
 
-def test_update_of_a_pinned_requirement_moves_nothing(tmp_path):
+def test_update_of_a_package_moves_only_it_and_a_pin_holds(tmp_path):
     root, store = tmp_path / "project", tmp_path / "store"
     root.mkdir()
-    make_update_project(root)
+    make_update_project(root, ml_requirement="mllib>=1.0,<2\nextralib>=1.0")
+    make_wheel(root / "wheels", "extralib", "1.0")
     lamina(root, store, "lock")
-    make_wheel(root / "wheels", "corelib", "1.1")  # requirements-base.txt pins corelib==1.0
+    for name in ("corelib", "mllib", "extralib"):  # requirements-base.txt pins corelib==1.0
+        make_wheel(root / "wheels", name, "1.1")
     outdated = run_json(root, store, "outdated")["outdated"]
-    assert [(o["name"], o["wanted"], o["latest"]) for o in outdated] == [("corelib", None, "1.1")]
+    assert sorted((o["name"], o["wanted"], o["latest"]) for o in outdated) == [
+        ("corelib", None, "1.1"), ("extralib", "1.1", "1.1"), ("mllib", "1.1", "1.1")]
     update = run_json(root, store, "update", "corelib")
     assert update["asked"] == ["base-runtime"] and update["moved"] == [] and update["versions"] == []
+    update = run_json(root, store, "update", "mllib")
+    assert update["asked"] == ["base-ml"]
+    assert [(m["name"], m["old"], m["new"]) for m in update["moved"]] == [("mllib", "1.0", "1.1")]  # not extralib
+    assert [(v["table"], v["new"]) for v in update["versions"]] == [("images.base-ml", "v1.0.2")]
 
 
 # -- Debian ---------------------------------------------------------------------------------------------

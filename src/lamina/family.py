@@ -62,6 +62,8 @@ class Family:
     pushing: bool = False
     locked: bool = False
     update: Iterable[str] = ()
+    #: With ``update``: only these Python distributions move in the images updated (``lamina update PACKAGE``).
+    upgrade: Iterable[str] = ()
     platforms: Sequence[Platform] = ()
     on_status: Callable[[str, str], None] | None = None
     on_layer: Callable[[str, BuiltLayer], None] | None = None
@@ -78,7 +80,8 @@ class Family:
         self.debian = Debian(self.store, settings_of(self.config), locked=self.locked, update=update,
                              lock_name=self.lock.path.name, on_status=status)
         self.python = PythonSession(self.store, self.config.python, self.config.root, locked=self.locked,
-                                    update=update, lock_name=self.lock.path.name, on_status=status)
+                                    update=update, upgrade=self.upgrade, lock_name=self.lock.path.name,
+                                    on_status=status)
         self.steps: list[Step] = [DebianStep(self.debian), PythonStep(self.python),
                                   FilesStep(str(self.config.root))]
         self.resolved: list[str] = []

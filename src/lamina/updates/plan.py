@@ -255,6 +255,12 @@ def plan_push(plan: FamilyPlan, config: ProjectConfig, registries: Registries, t
     for image in plan.images:
         spec = config.image(image.name)
         target = naming.push_target(config, spec, naming.tag_for(config, spec, tag))
+        if len(spec.platforms) > 1:  # pushed as an index over its platforms: not predicted here (yet)
+            push.exact = False
+            push.targets.append({"target": str(target), "image": image.name, "platform": image.platform,
+                                 "exact": False, "upload_bytes": 0, "manifest_bytes": 0, "blobs": {},
+                                 "new_layers": len(image.to_build), "note": "multi-platform: pushed as an index"})
+            continue
         if image.image is None:
             push.exact = False
             push.targets.append({"target": str(target), "image": image.name, "exact": False, "upload_bytes": 0,

@@ -106,7 +106,8 @@ def update(config: ProjectConfig, store: BlobStore, registries: Registries, *, i
     result = UpdateResult(asked)
     if not asked:
         return result
-    family = Family(config, store, registries, options or BuildOptions(), config.version or "latest", update=asked)
+    family = Family(config, store, registries, options or BuildOptions(), config.version or "latest", update=asked,
+                    upgrade=packages)
     family.on_status = on_status
     family.build(list(config.images), lock_only=True)
     after = family.lock.data

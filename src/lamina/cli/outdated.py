@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "image's Python and platform) from [python]'s index and find-links; every Debian package with a newer "
         "version in its release, RELEASE-updates or RELEASE-security (security updates marked; a suite lamina.toml "
         "does not use is named), with the point release the archive is at; every pulled base whose tag now names "
-        "another digest. Reads the lock, the indexes and the signed Debian archive; writes nothing.",
+        "another digest. A Python update that fixes a known vulnerability (PyPI's advisories, when the index is "
+        "PyPI) is marked as a security update too. Reads the lock, the indexes and the signed Debian archive; "
+        "writes nothing.",
         formatter_class=HelpFormatter,
         epilog=examples(
             ("lamina outdated", "everything, as a table"),

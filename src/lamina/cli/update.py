@@ -16,8 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "update",
         help="re-resolve packages, show what moved, and give each changed base its next base_version",
-        description="Resolve again the images named (or those locking a PACKAGE named, or with a Debian security "
-        "update with --security-only; default: all), respecting the requirements' specifiers and the bases' pins; "
+        description="Resolve again the images named (or those locking a PACKAGE named: then only it moves, the "
+        "image's other distributions are held; or with --security-only those with a security update: a Debian "
+        "package newer in RELEASE-security, a Python distribution whose newer version fixes a PyPI advisory; "
+        "default: all), respecting the requirements' specifiers and the bases' pins; "
         "the images built on them follow. Prints every package that moved. A base whose content changed gets the "
         "next version (v1.0.1 → v1.0.2; [project] base_version_scheme = patch, minor, major or date): the project's "
         "base_version when every base changed, else the base's own base_version in its [images.NAME] table. Images "
@@ -28,12 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
             ("lamina update", "everything"),
             ("lamina update base-ml", "base-ml (and the services on it)"),
             ("lamina update joblib", "the images that lock joblib"),
-            ("lamina update --security-only", "the images with a Debian security update"),
+            ("lamina update --security-only", "only what fixes a known vulnerability"),
         ),
     )
     p.add_argument("names", nargs="*", metavar="PACKAGE|IMAGE",
                    help="images, or packages (the images that lock them), to update (default: all)")
-    p.add_argument("--security-only", action="store_true", help="only images with a Debian security update")
+    p.add_argument("--security-only", action="store_true", help="only security updates (Debian security suite, PyPI advisories)")
     p.add_argument("--no-bump", action="store_true", help="re-lock only; leave base versions as they are")
     p.add_argument("--scheme", choices=SCHEMES, help="how base versions move (default: [project] base_version_scheme)")
     add_json(p, "what moved")

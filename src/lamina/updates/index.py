@@ -22,6 +22,7 @@ from lamina.oci.http import make_client
 from lamina.python.resolve import Indexes
 
 DEFAULT_INDEX = "https://pypi.org/simple"
+PYPI_JSON = "https://pypi.org/pypi"
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 ACCEPT = f"{SIMPLE_JSON}, text/html;q=0.1"
 
@@ -64,6 +65,24 @@ class VersionSource:
             if accepted is None or accepted & set(wheel_tags):
                 found.add(version)
         return sorted(found)
+
+    @property
+    def uses_pypi(self) -> bool:
+        return not self.indexes.no_index and (self.indexes.index_url or DEFAULT_INDEX).rstrip("/") == DEFAULT_INDEX
+
+    def vulnerabilities(self, name: str, version: str) -> list[dict[str, object]]:
+        """The known vulnerabilities of ``name`` ``version`` (PyPI's JSON API, from the OSV database):
+        each with its ``id`` and the versions it is ``fixed_in``. Empty when the index is not PyPI."""
+        if not self.uses_pypi:
+            return []
+        url = f"{PYPI_JSON}/{canonicalize_name(name)}/{version}/json"
+        try:
+            response = self.client.get(url)
+        except httpx.HTTPError as e:
+            raise IndexReadError(f"cannot read {url}: {e}", hint="check the network, or run without --security-only") from None
+        if response.status_code != 200:
+            return []
+        return list(json.loads(response.content).get("vulnerabilities") or [])
 
     def _files(self, name: str) -> list[str]:
         files: list[str] = []

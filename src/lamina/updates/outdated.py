@@ -164,8 +164,28 @@ def python_outdated(spec: ImageSpec, platform: str, section: Mapping[str, Any] |
         wanted = str(permitted[-1]) if permitted and permitted[-1] > have else None
         note = "" if wanted == str(versions[-1]) else (
             f"{versions[-1]} is outside {name}{specifier}" if name in allowed else "")
-        found.append(Outdated(spec.name, platform, "python", name, current, wanted, str(versions[-1]), note=note))
+        if name not in allowed and wanted is not None:
+            note = "a dependency: the requirements of what needs it decide whether it can move"
+        fixed = _fixed(source.vulnerabilities(name, current), wanted)
+        if fixed:
+            note = " ".join(x for x in (f"fixes {', '.join(fixed)}", note) if x)
+        found.append(Outdated(spec.name, platform, "python", name, current, wanted, str(versions[-1]),
+                              security=bool(fixed), note=note))
     return found
+
+
+def _fixed(vulnerabilities: Sequence[Mapping[str, Any]], wanted: str | None) -> list[str]:
+    """The ids of the vulnerabilities that ``wanted`` fixes (a ``fixed_in`` version at or below it)."""
+    if wanted is None:
+        return []
+    ids = []
+    for vuln in vulnerabilities:
+        try:
+            if any(Version(str(v)) <= Version(wanted) for v in vuln.get("fixed_in") or []):
+                ids.append(str(vuln.get("id", "?")))
+        except InvalidVersion:
+            continue
+    return ids
 
 
 # -- Debian ------------------------------------------------------------------------------------------

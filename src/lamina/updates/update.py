@@ -100,8 +100,9 @@ def update(config: ProjectConfig, store: BlobStore, registries: Registries, *, i
     before = copy.deepcopy(lock.data)
     security = None
     if security_only:
-        report = find_outdated(config, lock, store, registries, names=list(images), kinds=("debian",))
-        security = report.images(("debian",), security_only=True)
+        report = find_outdated(config, lock, store, registries, names=list(images), kinds=("debian", "python"))
+        security = report.images(("debian", "python"), security_only=True)
+        packages = list(packages) + [i.name for i in report.items if i.security and i.kind == "python"]
     asked = images_to_update(config, lock, images=images, packages=packages, security=security)
     result = UpdateResult(asked)
     if not asked:

@@ -17,6 +17,7 @@ import pytest
 from conftest import archives_unreachable
 from helpers import lamina
 from registry_servers import unique_repo
+from projects import make_hello_project
 from update_project import ML_SERVICES, make_update_project, make_wheel
 
 from lamina.errors import ConfigError
@@ -290,3 +291,22 @@ def test_the_schema_check_fails_on_a_broken_workflow(tmp_path):
     stale = lamina(root, store, "export", "ci", "--check", check=False)
     assert stale.returncode == 1 and "stale" in stale.stderr
 
+
+
+def test_outdated_names_a_pulled_base_whose_tag_moved(tmp_path, registry):
+    owner = unique_repo("bases")
+    base_root, app_root, store = tmp_path / "base", tmp_path / "app", tmp_path / "store"
+    base_root.mkdir(), app_root.mkdir()
+    make_hello_project(base_root)
+    push = ("--push", "--registry", registry.host, "--owner", owner)
+    first = run_json(base_root, store, "build", "busybox", *push)["pushed"][0]["digest"]
+    make_hello_project(app_root, base=f"{registry.host}/{owner}/busybox:1.0")
+    lamina(app_root, store, "build", "hello")
+    assert run_json(app_root, store, "outdated", "--kind", "base")["outdated"] == []
+    (base_root / "rootfs" / "etc").mkdir()
+    (base_root / "rootfs" / "etc" / "motd").write_text("a new base\n")
+    second = run_json(base_root, store, "build", "busybox", *push)["pushed"][0]["digest"]
+    assert second != first
+    [item] = run_json(app_root, store, "outdated", "--kind", "base")["outdated"]
+    assert (item["image"], item["name"], item["current"], item["wanted"]) == (
+        "hello", f"{registry.host}/{owner}/busybox:1.0", first, second)

@@ -310,3 +310,21 @@ def test_outdated_names_a_pulled_base_whose_tag_moved(tmp_path, registry):
     [item] = run_json(app_root, store, "outdated", "--kind", "base")["outdated"]
     assert (item["image"], item["name"], item["current"], item["wanted"]) == (
         "hello", f"{registry.host}/{owner}/busybox:1.0", first, second)
+
+
+def test_a_python_update_is_a_security_update_when_its_version_fixes_an_advisory():
+    from lamina.updates.outdated import _fixed
+
+    advisories = [{"id": "GHSA-1", "fixed_in": ["3.1.6"]}, {"id": "PYSEC-2", "fixed_in": ["4.0.0"]}]
+    assert _fixed(advisories, "3.1.6") == ["GHSA-1"]
+    assert _fixed(advisories, "4.1") == ["GHSA-1", "PYSEC-2"]
+    assert _fixed(advisories, "3.1.5") == [] and _fixed(advisories, None) == []
+
+
+def test_update_of_a_name_that_is_neither_an_image_nor_a_locked_package_fails(tmp_path):
+    root, store = tmp_path / "project", tmp_path / "store"
+    root.mkdir()
+    make_update_project(root)
+    lamina(root, store, "lock")
+    result = lamina(root, store, "update", "mlib", check=False)
+    assert result.returncode == 2 and "no image is named 'mlib'" in result.stderr

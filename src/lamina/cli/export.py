@@ -38,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write nothing; exit 1 naming the files that differ from what would be written")
     p.add_argument("--lock", action="store_true",
                    help="resolve what lamina.lock lacks (or what changed) first, and write it")
+    p.add_argument("--install", metavar="COMMAND",
+                   help="ci: the command that installs lamina in the pipeline (default: pip install lamina==VERSION)")
     p.add_argument("--registry", help="REGISTRY default in the files (overrides config and LAMINA_REGISTRY)")
     p.add_argument("--owner", help="OWNER default in the files (overrides config and LAMINA_OWNER)")
     p.set_defaults(func=run)
@@ -95,7 +97,7 @@ def run_ci(args: argparse.Namespace) -> int:
     console = output.console
     with open_session(args) as session:
         root = Path(args.out).absolute() if args.out else repository_root(session.config)
-        files = ci_files(session.config, root)
+        files = ci_files(session.config, root, install=args.install)
     shown = output.escape(output.short_path(str(root)) or ".")
     differ = [rel for rel, data in files.items() if not (root / rel).is_file() or (root / rel).read_bytes() != data]
     if args.check:

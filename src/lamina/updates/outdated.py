@@ -166,9 +166,12 @@ def python_outdated(spec: ImageSpec, platform: str, section: Mapping[str, Any] |
             f"{versions[-1]} is outside {name}{specifier}" if name in allowed else "")
         if name not in allowed and wanted is not None:
             note = "a dependency: the requirements of what needs it decide whether it can move"
-        fixed = _fixed(source.vulnerabilities(name, current), wanted)
+        vulnerabilities = source.vulnerabilities(name, current)
+        fixed = _fixed(vulnerabilities, wanted)
         if fixed:
             note = " ".join(x for x in (f"fixes {', '.join(fixed)}", note) if x)
+        elif blocked := _fixed(vulnerabilities, str(versions[-1])):
+            note = f"{current} has {', '.join(blocked)}, fixed only outside the requirement: {note}"
         found.append(Outdated(spec.name, platform, "python", name, current, wanted, str(versions[-1]),
                               security=bool(fixed), note=note))
     return found

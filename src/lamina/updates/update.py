@@ -21,6 +21,7 @@ from typing import Any
 
 from lamina.build import BuildOptions
 from lamina.config import ProjectConfig, load_config
+from lamina.errors import ConfigError
 from lamina.family import Family
 from lamina.lock import Lock
 from lamina.oci.remote import Registries
@@ -104,6 +105,10 @@ def update(config: ProjectConfig, store: BlobStore, registries: Registries, *, i
         security = report.images(("debian", "python"), security_only=True)
         packages = list(packages) + [i.name for i in report.items if i.security and i.kind == "python"]
     asked = images_to_update(config, lock, images=images, packages=packages, security=security)
+    unknown = [p for p in packages if not images_to_update(config, lock, packages=[p])]
+    if unknown and not security_only:
+        raise ConfigError(f"no image is named {unknown[0]!r}, and no image of {lock.path.name} locks a package of "
+                          "that name", hint=f"images: {', '.join(config.images)}; `lamina outdated` lists the packages")
     result = UpdateResult(asked)
     if not asked:
         return result

@@ -328,3 +328,20 @@ def test_update_of_a_name_that_is_neither_an_image_nor_a_locked_package_fails(tm
     lamina(root, store, "lock")
     result = lamina(root, store, "update", "mlib", check=False)
     assert result.returncode == 2 and "no image is named 'mlib'" in result.stderr
+
+
+def test_the_plan_names_the_files_that_changed_and_the_build_builds_only_that_layer(tmp_path):
+    root, store = tmp_path / "project", tmp_path / "store"
+    root.mkdir()
+    make_update_project(root)
+    before = digests(run_json(root, store, "build"))
+    app = root / "apps" / "svc_forms" / "app.py"
+    app.write_text(app.read_text() + "# changed\n")
+    (root / "apps" / "svc_forms" / "forms.py").write_text("FORMS = []\n")
+    plan = run_json(root, store, "plan")
+    assert [i["name"] for i in plan["images"] if i["changes"]] == ["svc-forms"]
+    [layer] = [layer for i in plan["images"] for layer in i["layers"] if layer["build"]]
+    assert layer["why"] == ["files of apps/svc_forms: app/apps/svc_forms/app.py changed, +app/apps/svc_forms/forms.py"]
+    after = run_json(root, store, "build")
+    assert sum(i["built_layers"] for i in after["images"]) == plan["layers_to_build"] == 1
+    assert {n for n, d in digests(after).items() if d != before[n]} == {"svc-forms"}

@@ -14,7 +14,9 @@ manifests are put. A registry keeps each blob once, so uploads plus manifests ar
 
 from __future__ import annotations
 
+import hashlib
 import json
+import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +33,7 @@ from lamina.oci.model import Image
 from lamina.oci.reference import Reference
 from lamina.oci.remote import Registries, split_origin
 from lamina.oci.store import BlobStore, StoredLayer
-from lamina.oci.tar import signature
+from lamina.oci.tar import Entry, signature
 
 
 @dataclass
@@ -40,6 +42,8 @@ class LayerPlan:
     key: str
     stored: StoredLayer | None
     components: tuple[Component, ...] = ()
+    #: The layer's entries, when listing them was how its key was found (copies of project files).
+    entries: list[Entry] | None = None
     #: Why it is built: what differs from the image published now (empty for a reused layer).
     why: list[str] = field(default_factory=list)
 
@@ -155,9 +159,10 @@ def plan_family(config: ProjectConfig, store: BlobStore, registries: Registries,
 
 
 def _layer_plan(store: BlobStore, spec: Any, components: tuple[Component, ...], options: BuildOptions) -> LayerPlan:
-    key = spec.key or "sig:" + signature(list(spec.entries()))  # the key build_layer looks up
+    entries = None if spec.key else list(spec.entries())
+    key = spec.key or "sig:" + signature(entries or [])  # the key build_layer looks up
     stored = cached_layer(store, key, options.media_type, options.mtime)
-    return LayerPlan(spec.description, key, stored, components)
+    return LayerPlan(spec.description, key, stored, components, entries)
 
 
 def _base_of(planned: PlannedImage, assembled: Mapping[Key, Base], key: Key, family: Family) -> Base | None:
@@ -173,9 +178,15 @@ def _explain(plan: ImagePlan, store: BlobStore, planned: PlannedImage, before: s
              earlier: Sequence[ImagePlan]) -> None:
     previous = load_inventory(store, before) if before else None
     old = {p.component.key: p.component for p in previous.items} if previous else {}
+    old_layers = {p.component.key: p.layer for p in previous.items} if previous else {}
     for layer in plan.to_build:
         layer.why = _component_changes(layer.components, old) if previous else \
             ["new: " + ", ".join(_label(c) for c in layer.components[:6]) if layer.components else "new"]
+        files = [c for c in layer.components if c.kind == "files" and c.key in old_layers]
+        if previous and layer.entries is not None and len(files) == 1:
+            changed = file_changes(layer.entries, store, old_layers[files[0].key])
+            if changed is not None:
+                layer.why = [f"files of {files[0].filename or files[0].name}: {changed}"]
     base = next((p for p in earlier if p.name == planned.spec.base and p.platform == plan.platform), None)
     if base is not None and base.changes:
         plan.why.append(f"its base {base.name} changes")
@@ -185,6 +196,43 @@ def _explain(plan: ImagePlan, store: BlobStore, planned: PlannedImage, before: s
         plan.why.append(f"its base is now {_short(planned.base.name)} (was {_short(previous.base)})")
     if not plan.why and plan.changes:
         plan.why.append("not published yet" if plan.published is None else "its documents change")
+
+
+#: Above this many bytes of files, a layer's files are not compared one by one (the layer is named only).
+FILE_DIFF_LIMIT = 64 << 20
+
+
+def file_changes(entries: Sequence[Entry], store: BlobStore, layer_digest: str) -> str | None:
+    """Which files differ between ``entries`` and the stored layer ``layer_digest`` (a gzip tar): e.g.
+    ``apps/svc_forms/app.py changed, +x.py``; None when the old layer is not in the store or too big."""
+    if not store.has(layer_digest) or sum(e.stat[0] for e in entries if e.stat) > FILE_DIFF_LIMIT:
+        return None
+    now = {}
+    for e in entries:
+        if e.kind == "file":
+            data = e.data if e.data is not None else (e.source.read_bytes() if e.source else b"")
+            now[e.path] = (hashlib.sha256(data).hexdigest(), e.mode)
+        elif e.kind == "symlink":
+            now[e.path] = (f"-> {e.target}", e.mode)
+    before = {}
+    try:
+        with store.open(layer_digest) as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:  # type: ignore[call-overload]
+            for member in tar:
+                path = member.name.removeprefix("./").rstrip("/")
+                if member.isfile():
+                    handle = tar.extractfile(member)
+                    before[path] = (hashlib.sha256(handle.read() if handle else b"").hexdigest(), member.mode)
+                elif member.issym():
+                    before[path] = (f"-> {member.linkname}", member.mode)
+    except (tarfile.TarError, OSError, EOFError):
+        return None
+    now = {p.lstrip("/"): v for p, v in now.items()}
+    changes = [f"{p} changed" for p in sorted(now.keys() & before.keys()) if now[p] != before[p]]
+    changes += [f"+{p}" for p in sorted(now.keys() - before.keys())]
+    changes += [f"-{p}" for p in sorted(before.keys() - now.keys())]
+    if not changes:
+        return "the same content (file times changed)"
+    return ", ".join(changes[:5]) + (f" (+{len(changes) - 5} more)" if len(changes) > 5 else "")
 
 
 def _short(ref: str) -> str:

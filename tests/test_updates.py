@@ -345,3 +345,25 @@ def test_the_plan_names_the_files_that_changed_and_the_build_builds_only_that_la
     after = run_json(root, store, "build")
     assert sum(i["built_layers"] for i in after["images"]) == plan["layers_to_build"] == 1
     assert {n for n, d in digests(after).items() if d != before[n]} == {"svc-forms"}
+
+
+def test_update_moves_a_pinned_base_to_the_digest_its_tag_names_now(tmp_path, registry):
+    owner = unique_repo("bases")
+    base_root, app_root, store = tmp_path / "base", tmp_path / "app", tmp_path / "store"
+    base_root.mkdir(), app_root.mkdir()
+    make_hello_project(base_root)
+    push = ("--push", "--registry", registry.host, "--owner", owner)
+    first = run_json(base_root, store, "build", "busybox", *push)["pushed"][0]["digest"]
+    make_hello_project(app_root, base=f"{registry.host}/{owner}/busybox:1.0@{first}")
+    (base_root / "rootfs" / "etc").mkdir()
+    (base_root / "rootfs" / "etc" / "motd").write_text("a new base\n")
+    second = run_json(base_root, store, "build", "busybox", *push)["pushed"][0]["digest"]
+    toml = (app_root / "lamina.toml").read_text()
+    update = run_json(app_root, store, "update", "hello")
+    assert [(m["image"], m["kind"], m["old"], m["new"]) for m in update["moved"]] == [("hello", "base", first, second)]
+    new_toml = (app_root / "lamina.toml").read_text()
+    added = [line for line in new_toml.splitlines() if line not in toml.splitlines()]
+    assert added == [f'from = "{registry.host}/{owner}/busybox:1.0@{second}"', 'base_version = "1.0.1"']
+    assert len(new_toml.splitlines()) == len(toml.splitlines()) + 1
+    assert [(v["table"], v["new"]) for v in update["versions"]] == [("images.hello", "1.0.1")]  # hello is no service
+    assert run_json(app_root, store, "outdated", "--kind", "base")["outdated"] == []

@@ -289,15 +289,13 @@ def bases_outdated(specs: Sequence[ImageSpec], store: BlobStore, registries: Reg
                                   None, "", note=f"the tag {ref.tag} is gone from {ref.registry}/{ref.repository}"))
             continue
         tag_digest, media_type, _ = head
-        if ref.digest is not None:
-            current, now = ref.digest, tag_digest
-        else:
-            current = known.get(f"pulled {ref}", "")
-            now = tag_digest
-            if media_type in mt.INDEX_TYPES and current:
-                now = _platform_digest(client, ref, tag_digest, spec.platform) or tag_digest
+        current = ref.digest or known.get(f"pulled {ref}", "")
+        now = tag_digest
+        if current and current != tag_digest and media_type in mt.INDEX_TYPES:  # compare this platform's image
+            now = _platform_digest(client, ref, tag_digest, spec.platform) or tag_digest
         if current and now != current:
-            found.append(Outdated(spec.name, str(spec.platform), "base", str(ref.with_tag(ref.tag)), current, now, now,
+            found.append(Outdated(spec.name, str(spec.platform), "base", str(ref.with_tag(ref.tag)), current,
+                                  tag_digest, now,
                                   note="pinned in lamina.toml" if ref.digest else "last pulled into the store"))
     return found
 

@@ -28,7 +28,8 @@ from lamina.oci.remote import Registries
 from lamina.oci.store import BlobStore
 from lamina.plan import build_order
 from lamina.updates.outdated import find_outdated
-from lamina.updates.versions import VersionMove, apply_moves, version_moves
+from lamina.oci.store import atomic_write
+from lamina.updates.versions import VersionMove, apply_moves, set_key, version_moves
 
 #: The list of records each lock section kind holds.
 RECORDS = {"python": "dists", "debian": "packages"}
@@ -112,12 +113,16 @@ def update(config: ProjectConfig, store: BlobStore, registries: Registries, *, i
     result = UpdateResult(asked)
     if not asked:
         return result
+    pins = [] if security_only else repin_bases(config, store, registries, asked)
+    if pins:
+        config = load_config(config.path)
+        result.moved += pins
     family = Family(config, store, registries, options or BuildOptions(), config.version or "latest", update=asked,
                     upgrade=packages)
     family.on_status = on_status
     family.build(list(config.images), lock_only=True)
     after = family.lock.data
-    result.moved = lock_moves(before, after)
+    result.moved += lock_moves(before, after)
     touched = {m.image for m in result.moved}
     result.changed = [n for n in build_order(config, list(config.images))
                       if n in touched or _base_chain(config, n) & touched]
@@ -127,6 +132,28 @@ def update(config: ProjectConfig, store: BlobStore, registries: Registries, *, i
             apply_moves(config.path, result.versions)
             result.config = load_config(config.path)
     return result
+
+
+def repin_bases(config: ProjectConfig, store: BlobStore, registries: Registries, names: Sequence[str]) -> list[Moved]:
+    """Move each ``from = "IMAGE:TAG@sha256:…"`` of the images ``names`` to the digest its tag names now (a
+    line edit of lamina.toml); returns what moved. A base pulled by tag alone follows the tag at each build."""
+    text = config.path.read_text(encoding="utf-8")
+    moved = []
+    pinned = [config.image(n) for n in names if "@sha256:" in config.image(n).base and config.image(n).service is None]
+    if not pinned:
+        return []
+    report = find_outdated(config, Lock.for_config(config.path), store, registries, names=[s.name for s in pinned],
+                           kinds=("base",))
+    for item in report.items:
+        if item.wanted is None:
+            continue
+        spec = config.image(item.image)
+        new = f"{spec.base.split('@', 1)[0]}@{item.wanted}"
+        text = set_key(text, f"images.{spec.name}", "from", new, where=str(config.path))
+        moved.append(Moved(spec.name, item.platform, "base", item.name, item.current, item.wanted))
+    if moved:
+        atomic_write(config.path, text.encode("utf-8"))
+    return moved
 
 
 def lock_moves(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Moved]:

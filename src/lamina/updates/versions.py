@@ -106,14 +106,14 @@ def apply_moves(path: Path, moves: Sequence[VersionMove]) -> str:
 # -- a minimal TOML line edit ----------------------------------------------------------------------
 
 _HEADER = re.compile(r"^\s*\[(?!\[)(?P<name>[^\]]+)\]\s*(?:#.*)?$")
-_STRING = re.compile(r'^[A-Za-z0-9._+~-]+$')
+_STRING = re.compile(r'^[^"\\\x00-\x1f]+$')
 
 
 def set_key(text: str, table: str, key: str, value: str, *, where: str = "lamina.toml") -> str:
     """``text`` with ``key = "value"`` in ``[table]``: the key's line rewritten (its comment kept), else a
     line added under the table's header, else the table appended. Checked by reading the result back."""
     if not _STRING.fullmatch(value):
-        raise ConfigError(f"{value!r} is not a version lamina writes into {where}")
+        raise ConfigError(f"{value!r} is not a value lamina writes into {where}")
     lines = text.splitlines(keepends=True)
     start, end = _table_span(lines, table)
     literal = f'"{value}"'

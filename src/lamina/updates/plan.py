@@ -26,7 +26,7 @@ from lamina import naming
 from lamina.build import Base, BuildOptions, PlannedImage, assemble
 from lamina.config import ProjectConfig
 from lamina.family import Family, Key
-from lamina.inventory import Component, Inventory, load_inventory
+from lamina.inventory import Component, load_inventory
 from lamina.oci import mediatypes as mt
 from lamina.oci.layer import BuiltLayer, cached_layer
 from lamina.oci.model import Image

@@ -102,6 +102,7 @@ def run_json(root: Path, store: Path, *args: str) -> dict:
     return json.loads(lamina(root, store, *args, "--json").stdout)
 
 
+@pytest.mark.slow
 def test_update_moves_base_ml_and_the_ml_services_only_and_the_plan_is_what_the_build_does(tmp_path, registry):
     root, store = tmp_path / "project", tmp_path / "store"
     root.mkdir()
@@ -182,6 +183,7 @@ def test_update_of_a_package_moves_only_it_and_a_pin_holds(tmp_path):
 
 
 @pytest.mark.network
+@pytest.mark.slow
 def test_an_older_debian_version_in_the_lock_is_reported_against_the_real_suite(tmp_path):
     if (problem := archives_unreachable()) is not None:
         pytest.skip(f"the Debian archive cannot be reached ({problem})")
@@ -209,6 +211,7 @@ def test_an_older_debian_version_in_the_lock_is_reported_against_the_real_suite(
 # -- rebase ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_rebase_gives_the_digest_of_a_full_rebuild_and_refuses_another_python_minor(tmp_path, registry):
     owner = unique_repo("harkon")
     root, store = tmp_path / "project", tmp_path / "store"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
+from lamina import naming
 from lamina.cli import output
 from lamina.cli.options import HelpFormatter, add_config, add_json, add_registry, examples, open_session
 from lamina.updates.plan import options_for
@@ -72,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         console.print(f"re-resolved {', '.join(result.asked)}: nothing moved")
     for move in result.versions:
-        console.print(f"{', '.join(move.images)}: base_version {move.old or '(none)'} → [bold]{move.new}[/] "
-                      f"([{move.table}] of {output.short_path(str(config.path))})")
+        old = move.old or naming.own_tag(config, config.image(move.images[0]))
+        where = output.escape(f"{move.key} in [{move.table}] of {output.short_path(str(config.path))}")
+        console.print(f"{', '.join(move.images)}: {old} → [bold]{move.new}[/] ({where})")
     if result.changed:
         console.print(f"images that change: {', '.join(result.changed)}; next: `lamina plan`, then `lamina build`")
     return 0

@@ -294,3 +294,22 @@ def test_a_distribution_without_a_wheel_for_a_platform_is_an_error_naming_both(f
     assert result.returncode != 0
     assert "image 'svc-forms' for linux/arm64" in result.stderr and "sparse-dot-topn" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_base_without_the_requested_platform_is_a_clear_error(tmp_path):
+    from projects import make_hello_project
+
+    first = tmp_path / "first"
+    make_hello_project(first)
+    lamina(first, tmp_path / "store", "build", "busybox")
+    second = tmp_path / "second"
+    second.mkdir()
+    (second / "lamina.toml").write_text(f"""
+[images.top]
+from = "oci:{first / 'build' / 'oci'}:busybox:1.0"
+platforms = ["linux/arm64"]
+cmd = ["/bin/true"]
+""")
+    result = lamina(second, tmp_path / "store", "build", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "linux/arm64" in result.stderr and "busybox" in result.stderr and "linux/amd64" in result.stderr

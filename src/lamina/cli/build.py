@@ -58,6 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="build nothing: print the rebuild graph (as `lamina plan`: layers to build and why, bytes to push)")
     add_json(p, "a summary (digests, layers, pushes)")
+    p.add_argument("--report", metavar="FILE",
+                   help="also write the layer report of the built images (FILE.html: a page, else JSON; see lamina report)")
     add_registry(p)
     p.set_defaults(func=run)
 
@@ -103,6 +105,22 @@ def run(args: argparse.Namespace) -> int:
                                    on_blob=lambda d, outcome: update(f"pushing: {outcome} {d[:19]}"))
                 for report in reports:
                     output.print_push(report)
+            if args.report:
+                _write_report(Path(args.report), built, {n.name: n.tag for n in named}, session)
     if args.json:
         output.print_json(build_summary(built, out, reports))
     return 0
+
+
+def _write_report(path: Path, built: list, tags: dict[str, str], session) -> None:
+    """The report of the platform images just built (``build --report``); see ``lamina report``."""
+    from lamina.report.locate import built_images
+    from lamina.report.write import analyze_with_store, write_report
+
+    several = len({b.platform for b in built}) > 1
+    images = [(f"{b.name}:{tags.get(b.name, session.tag)}" + (f" ({b.platform})" if several else ""), b.image)
+              for b in built]
+    with output.status("reading layers for the report…"):
+        report = analyze_with_store(built_images(images, session.store, session.registries), session.store)
+        write_report(path, report, title=session.config.root.name)
+    output.console.print(f"wrote the report to {path}")

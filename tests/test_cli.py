@@ -31,6 +31,8 @@ VERB_EXAMPLES = {
     "check": "lamina check",
     "test": "lamina test",
     "export": "lamina export",
+    "report": "lamina report",
+    "diff": "lamina diff",
     "store": "lamina store",
     "sbom": "lamina sbom",
     "keygen": "lamina keygen",

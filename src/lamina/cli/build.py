@@ -60,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--locked", action="store_true",
                    help="fail if lamina.lock is missing or stale instead of resolving (and never write it)")
     add_json(p, "a summary (digests, layers, pushes)")
+    p.add_argument("--report", metavar="FILE",
+                   help="also write the layer report of the built images (FILE.html: a page, else JSON; see lamina report)")
     supply = p.add_argument_group("supply chain (docs/supply-chain.md)")
     supply.add_argument("--sign", type=Path, metavar="KEY",
                         help="sign the pushed images with KEY (cosign's format, `lamina keygen`) and attach SLSA "
@@ -116,11 +118,25 @@ def run(args: argparse.Namespace) -> int:
                         signed = attach_and_sign(config, store, session.registries, targets, key)
                     for s in signed:
                         console.print(f"signed {s.digest[:19]}" + ("" if s.added else " (already signed with this key)"))
+            if args.report:
+                _write_report(Path(args.report), built, {n.name: n.tag for n in named}, session)
     if args.json:
         output.print_json(build_summary(built, out, reports))
     return 0
 
 
+def _write_report(path: Path, built: list, tags: dict[str, str], session) -> None:
+    """The report of the platform images just built (``build --report``); see ``lamina report``."""
+    from lamina.report.locate import built_images
+    from lamina.report.write import analyze_with_store, write_report
+
+    several = len({b.platform for b in built}) > 1
+    images = [(f"{b.name}:{tags.get(b.name, session.tag)}" + (f" ({b.platform})" if several else ""), b.image)
+              for b in built]
+    with output.status("reading layers for the report…"):
+        report = analyze_with_store(built_images(images, session.store, session.registries), session.store)
+        write_report(path, report, title=session.config.root.name)
+    output.console.print(f"wrote the report to {path}")
 def _signing_key(args: argparse.Namespace) -> PrivateKey | None:
     """The key of --sign, decrypted before anything is built (a wrong password fails at once)."""
     if args.sign is None:

@@ -200,3 +200,10 @@ def test_an_index_is_verified_with_each_of_its_platform_images(registry, tmp_pat
     assert report.exit_code == EXIT_OK, [c.line() for c in report.checks]
     assert [(c.what, c.digest) for c in report.checks] == [("signature", index.digest)] + [
         (what, d) for d in (amd.digest, arm.digest) for what in ("signature", "provenance", "SPDX SBOM", "CycloneDX SBOM")]
+
+
+def test_attaching_again_sends_nothing_but_a_look(signed, registry):
+    client, ref, _, _, docs = signed
+    mark = registry.mark()
+    assert attach_to_registry(client, ref.repository, docs) == []
+    assert [(r.method, r.status) for r in registry.requests(mark)] == [("GET", 404), ("GET", 200)]  # API, tag index

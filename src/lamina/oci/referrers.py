@@ -131,33 +131,53 @@ def _index(entries: Sequence[Mapping[str, Any]]) -> Document:
 
 
 def push_artifact(client: RegistryClient, repo: str, artifact: Artifact, *, replace_type: bool = False) -> str:
-    """Push ``artifact``'s blobs and manifest to ``repo`` and make it findable from its subject.
-
-    With ``replace_type``, earlier referrers of the same ``artifactType`` are dropped from the tag
-    schema's index (a rebuilt SBOM replaces the old one); with the referrers API they stay listed, and
-    readers take the newest. Returns the artifact manifest's digest.
-    """
-    blobs = [(b.digest, len(b.data), _opener(b.data)) for b in artifact.blobs]
-    client.push_blobs(repo, blobs)
-    client.put_manifest(repo, artifact.digest, artifact.manifest.data, mt.OCI_MANIFEST)
-    if client.get_referrers(repo, artifact.subject) is None:
-        _add_to_tag_index(client, repo, artifact, replace_type=replace_type)
+    """Push one artifact (see :func:`push_artifacts`); returns its manifest digest."""
+    push_artifacts(client, repo, [artifact], replace_type=replace_type)
     return artifact.digest
+
+
+def push_artifacts(client: RegistryClient, repo: str, artifacts: Sequence[Artifact], *,
+                   replace_type: bool = False) -> list[str]:
+    """Push ``artifacts``' blobs and manifests to ``repo`` and make each findable from its subject.
+
+    What the subject's referrers already list is not sent again (an unchanged image costs one or two
+    GETs). With ``replace_type``, earlier referrers of the same ``artifactType`` are dropped from the tag
+    schema's index (a rebuilt SBOM replaces the old one); with the referrers API they stay listed, and
+    readers take the newest. Returns the digests of the artifacts pushed.
+    """
+    pushed: list[str] = []
+    by_subject: dict[str, list[Artifact]] = {}
+    for artifact in artifacts:
+        by_subject.setdefault(artifact.subject, []).append(artifact)
+    for subject, group in by_subject.items():
+        api = client.get_referrers(repo, subject)
+        listed = json.loads(api.data).get("manifests", []) if api else _tag_index_entries(client, repo, subject)
+        present = {e.get("digest") for e in listed}
+        new = list({a.digest: a for a in group if a.digest not in present}.values())
+        if not new:
+            continue
+        blobs = {b.digest: (b.digest, len(b.data), _opener(b.data)) for a in new for b in a.blobs}
+        client.push_blobs(repo, list(blobs.values()))
+        for artifact in new:
+            client.put_manifest(repo, artifact.digest, artifact.manifest.data, mt.OCI_MANIFEST)
+            pushed.append(artifact.digest)
+        if api is None:
+            _update_tag_index(client, repo, subject, listed, new, replace_type=replace_type)
+    return pushed
 
 
 def _opener(data: bytes):  # noqa: ANN202 - an Opener
     return lambda: io.BytesIO(data)
 
 
-def _add_to_tag_index(client: RegistryClient, repo: str, artifact: Artifact, *, replace_type: bool) -> None:
-    tag = referrers_tag(artifact.subject)
-    entries = _tag_index_entries(client, repo, artifact.subject)
-    kept = [
-        e for e in entries
-        if e.get("digest") != artifact.digest and not (replace_type and e.get("artifactType") == artifact.artifact_type)
-    ]
-    index = _index([*kept, artifact.descriptor()])
-    client.put_manifest(repo, tag, index.data, mt.OCI_INDEX)
+def _update_tag_index(client: RegistryClient, repo: str, subject: str, listed: Sequence[Mapping[str, Any]],
+                      new: Sequence[Artifact], *, replace_type: bool) -> None:
+    """Write the tag schema's index of ``subject``: what it listed, less what ``new`` replaces, plus ``new``."""
+    types = {a.artifact_type for a in new} if replace_type else set()
+    digests = {a.digest for a in new}
+    kept = [e for e in listed if e.get("digest") not in digests and e.get("artifactType") not in types]
+    index = _index([*kept, *(a.descriptor() for a in new)])
+    client.put_manifest(repo, referrers_tag(subject), index.data, mt.OCI_INDEX)
 
 
 def _tag_index_entries(client: RegistryClient, repo: str, subject: str) -> list[dict[str, Any]]:

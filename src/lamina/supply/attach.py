@@ -21,7 +21,7 @@ from lamina.errors import LaminaError
 from lamina.inventory import Inventory, load_inventory
 from lamina.oci import mediatypes as mt
 from lamina.oci.model import ANNOTATION_CREATED
-from lamina.oci.referrers import Artifact, Blob, attach_to_layout, make_artifact, push_artifact
+from lamina.oci.referrers import Artifact, Blob, attach_to_layout, make_artifact, push_artifacts
 from lamina.oci.registry.client import RegistryClient
 from lamina.oci.store import BlobStore
 from lamina.supply import dsse, sbom_cyclonedx, sbom_spdx
@@ -111,8 +111,9 @@ def _distro_of(inventory: Inventory) -> str:
 
 
 def attach_to_registry(client: RegistryClient, repo: str, docs: Documents) -> list[str]:
-    """Push the documents as referrers of the image in ``repo``; returns the artifact digests."""
-    return [push_artifact(client, repo, a, replace_type=True) for a in docs.artifacts()]
+    """Push the documents as referrers of the image in ``repo``; returns the digests of those that were
+    not attached already."""
+    return push_artifacts(client, repo, docs.artifacts(), replace_type=True)
 
 
 def attach_to_oci_layout(root: Path, docs: Sequence[Documents]) -> None:

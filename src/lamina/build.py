@@ -237,8 +237,11 @@ def inventory_of(planned: PlannedImage, base: Base | None, built: Sequence[Built
     for layer, result in zip(planned.layers, built, strict=True):
         own += placed(layer.components, layer=result.layer.digest, diff_id=result.layer.diff_id,
                       added_by=planned.name)
+    facts = dict(base.inventory.extra) if base and base.inventory else {}
+    for r in planned.results:
+        facts.update(r.facts)
     empty = Inventory(planned.name, str(planned.platform), digest=image.digest,
-                      base=base.name if base else "", base_digest=base.image.digest if base else "")
+                      base=base.name if base else "", base_digest=base.image.digest if base else "", extra=facts)
     return empty.on(base.inventory if base else None, own)
 
 

@@ -82,6 +82,8 @@ class StepResult:
     cmd: list[str] | None = None
     #: OS packages the image has after this step (name → version), for later steps.
     os_packages: dict[str, str] = field(default_factory=dict)
+    #: Facts about the image for its inventory (e.g. ``distro = "debian-12"``, read by SBOMs).
+    facts: dict[str, str] = field(default_factory=dict)
     #: How many packages/distributions it adds, and the bytes it downloaded.
     added: int = 0
     downloaded: int = 0

@@ -115,8 +115,10 @@ def resolve(
     constraints: Mapping[str, str] | None = None,
     indexes: Indexes = Indexes(),
     where: str,
+    no_deps: bool = False,
 ) -> list[LockedDist]:
-    """Every distribution the requirements need on ``target``, each base pin kept as it is."""
+    """Every distribution the requirements need on ``target``, each base pin kept as it is. With
+    ``no_deps`` the requirements are taken as the complete set (a hashed lock file): nothing is added."""
     with tempfile.TemporaryDirectory(prefix="lamina-resolve-") as tmp:
         inputs = [str(p) for p in requirements]
         if extra:
@@ -130,6 +132,8 @@ def resolve(
             constraint_file = Path(tmp) / "base-constraints.txt"
             constraint_file.write_text("".join(f"{n}=={v}\n" for n, v in sorted(constraints.items())))
             cmd += ["--constraint", str(constraint_file)]
+        if no_deps:
+            cmd.append("--no-deps")
         env = {**os.environ, "UV_NO_CONFIG": "1"}
         result = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if result.returncode != 0:

@@ -121,10 +121,10 @@ def candidate_folders(root: Path) -> tuple[str, list[Path]]:
     return "none", []
 
 
-def _code(folder: Path, root: Path) -> ServiceCode:
+def _code(folder: Path, root: Path, port: int = 8000) -> ServiceCode:
     roots = import_roots([folder])
     pyproject = folder / "pyproject.toml"
-    return ServiceCode(folder, (folder,), None, root=root, import_roots=roots,
+    return ServiceCode(folder, (folder,), None, root=root, import_roots=roots, port=port,
                        pyproject=pyproject if pyproject.is_file() else None)
 
 
@@ -152,7 +152,8 @@ def discover(root: Path, *, store: BlobStore, indexes: Indexes = Indexes()) -> L
 
 
 def _service(folder: Path, root: Path) -> Service:
-    entry = find_entry(_code(folder, root))
+    port, port_from = find_port(folder, root)
+    entry = find_entry(_code(folder, root, port or 8000))
     if (folder / "requirements.txt").is_file():
         source: str | None = "requirements.txt"
         reqs = [r.name for r in read_requirements(folder / "requirements.txt") if not r.constraint]
@@ -168,7 +169,7 @@ def _service(folder: Path, root: Path) -> Service:
     else:
         source, reqs = None, []
     service = Service(folder, entry, source, reqs)
-    service.port, service.port_from = find_port(folder, root)
+    service.port, service.port_from = port, port_from
     if entry is None:
         service.notes.append("found nothing to run (no app, gRPC server, __main__): set command = [...]")
     if source is None:
@@ -224,32 +225,37 @@ def _globs(root: Path, folders: Sequence[Path]) -> list[str]:
 
 
 def _shared_code(root: Path, layout: Layout) -> list[str]:
-    """Folders of first-party code the services import but that are not services (``libs/``, ``common/``)."""
+    """Folders of first-party code the services import but that are not services (``libs/``,
+    ``libs/shared_lib/`` with a src layout, ``common/``): the smallest folder that provides the names."""
     service_dirs = {s.folder for s in layout.services}
     imported = {site.module for s in layout.services for site in imports_in([s.folder])}
-    ship = []
-    for parent in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in SKIP_DIRS and not p.name.startswith(".")):
-        if parent in service_dirs or any(parent == d.parent for d in service_dirs) and parent.name in PARENTS \
-                and not any((parent / m).exists() for m in ("__init__.py",)):
-            # a folder of services: its non-service children may be shared libraries
-            for child in sorted(p for p in parent.iterdir() if p.is_dir() and p not in service_dirs):
-                if _names(child) & imported:
-                    ship.append(child.relative_to(root).as_posix())
-            continue
-        if any(parent in d.parents for d in service_dirs):
-            continue
-        if _names(parent) & imported:
-            ship.append(parent.relative_to(root).as_posix())
-    return ship
+    imported -= {n for s in layout.services for n in _names(s.folder)}
+
+    def visit(folder: Path, depth: int) -> list[str]:
+        if folder in service_dirs or folder.name in SKIP_DIRS or folder.name.startswith("."):
+            return []
+        if any(folder in d.parents for d in service_dirs) or not _names(folder, deep=False) & imported:
+            found = [] if depth >= 2 else [x for child in sorted(p for p in folder.iterdir() if p.is_dir())
+                                           for x in visit(child, depth + 1)]
+            return found
+        return [folder.relative_to(root).as_posix()]
+
+    return [x for top in sorted(p for p in root.iterdir() if p.is_dir()) for x in visit(top, 0)]
 
 
-def _names(folder: Path) -> set[str]:
-    """Top-level import names a folder provides (itself as a package, its packages, its src/ packages)."""
-    names = {folder.name} if (folder / "__init__.py").is_file() or any(folder.glob("*.py")) else set()
+def _names(folder: Path, deep: bool = True) -> set[str]:
+    """Top-level import names a folder provides: itself as a package, its modules and packages, and
+    those of its ``src/`` (a src layout)."""
+    names = {folder.name} if (folder / "__init__.py").is_file() else set()
     for base in (folder, folder / "src"):
-        if base.is_dir():
+        if base.is_dir() and (base == folder / "src" or not (folder / "__init__.py").is_file()):
             names |= {p.name for p in base.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
-            names |= {p.stem for p in base.glob("*.py") if p.stem != "__init__"}
+            names |= {p.stem for p in base.glob("*.py") if p.stem not in ("__init__", "setup", "__main__")}
+    if deep:
+        for p in folder.rglob("*.py"):
+            rel = p.relative_to(folder).parts
+            if not any(x in SKIP_DIRS for x in rel):
+                names.add(p.stem)
     return names
 
 

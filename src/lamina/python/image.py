@@ -158,6 +158,9 @@ class PythonSession:
                  constraints: Mapping[str, str], fingerprint: str) -> dict[str, Any]:
         if self.on_status:
             self.on_status(f"resolving Python packages of {spec.name} for {target.describe()}")
+        if not files and not extra:  # a service with no requirements of its own, on a base with a venv
+            return {"python": target.version, "platform": target.uv_platform, "venv": target.venv,
+                    "inputs": fingerprint, "requirements": [], "dists": []}
         locks = [hashed_lock(path) for path in files]
         exact = bool(files) and all(lock is not None for lock in locks)
         dists = resolve(files, target, extra=extra, constraints=constraints, indexes=self.indexes,

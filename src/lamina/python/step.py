@@ -30,8 +30,7 @@ class PythonStep:
         result = StepResult(self.kind, cmd=service_command(spec), healthcheck=check)
         if health is not None and spec.service is not None:
             result.labels = {HEALTH_LABEL: describe_health(health, spec.service.port)}
-        if not spec.uses_python:
-            check_grpc_probe(spec, health, {})
+        if not spec.uses_python and spec.service is None:
             return result
         prior = ctx.states.get(self.kind)
         prepared = self.session.prepare(

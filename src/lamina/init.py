@@ -114,15 +114,18 @@ def candidate_folders(root: Path) -> tuple[str, list[Path]]:
     tops = sorted(p for p in root.iterdir() if p.is_dir() and p.name not in SKIP_DIRS and not p.name.startswith(".")
                   and p.name not in PARENTS and _has_code(p))
     services = [p for p in tops if find_entry(_code(p, root)) is not None or (p / "Dockerfile").is_file()]
+    project = "Poetry project" if ((data.get("tool") or {}).get("poetry") or {}).get("dependencies") else \
+        "PEP 621 project" if (data.get("project") or {}).get("dependencies") is not None else None
+    own_deps = [p for p in services if (p / "requirements.txt").is_file() or (p / "pyproject.toml").is_file()]
+    if project and ((root / "Dockerfile").is_file() or not own_deps):
+        return project, [root]  # one project: its packages are the code, its pyproject the dependencies
     if services:
         return "top-level packages", services
-    if (data.get("tool") or {}).get("poetry") or data.get("project"):
-        return "single project", []
     return "none", []
 
 
 def _code(folder: Path, root: Path, port: int = 8000) -> ServiceCode:
-    roots = import_roots([folder])
+    roots = import_roots([folder], root)
     pyproject = folder / "pyproject.toml"
     return ServiceCode(folder, (folder,), None, root=root, import_roots=roots, port=port,
                        pyproject=pyproject if pyproject.is_file() else None)
@@ -134,9 +137,8 @@ def discover(root: Path, *, store: BlobStore, indexes: Indexes = Indexes()) -> L
     base = _find(root, "requirements-base.txt")
     ml = _find(root, "requirements-ml.txt")
     layout = Layout(kind, [], [], base, ml)
-    if kind == "single project":
-        folders = [root]
-        layout.notes.append("the repository is one project: it is the only service")
+    if folders == [root]:
+        layout.notes.append(f"the repository is one project ({kind}): it is the only service")
     for folder in folders:
         layout.services.append(_service(folder, root))
     if not layout.services:
@@ -154,7 +156,7 @@ def discover(root: Path, *, store: BlobStore, indexes: Indexes = Indexes()) -> L
 def _service(folder: Path, root: Path) -> Service:
     port, port_from = find_port(folder, root)
     entry = find_entry(_code(folder, root, port or 8000))
-    if (folder / "requirements.txt").is_file():
+    if (folder / "requirements.txt").is_file() and folder != root:
         source: str | None = "requirements.txt"
         reqs = [r.name for r in read_requirements(folder / "requirements.txt") if not r.constraint]
     elif (folder / "pyproject.toml").is_file():
@@ -184,7 +186,7 @@ def find_port(folder: Path, root: Path) -> tuple[int | None, str]:
         text = dockerfile.read_text(errors="replace")
         if m := re.search(r"^\s*EXPOSE\s+(\d+)", text, re.M | re.I):
             return int(m.group(1)), "Dockerfile EXPOSE"
-        if m := re.search(r"--port[= ]\s*\"?(\d+)|-b\s*\"?[\w.]*:(\d+)|--bind[= ]\s*\"?[\w.]*:(\d+)", text):
+        if m := re.search(r"--port[\"',=\s]+(\d+)|(?:-b|--bind)[\"',=\s]+[\w.\[\]:]*:(\d+)", text):
             return int(next(g for g in m.groups() if g)), "Dockerfile CMD"
     for compose in ("docker-compose.yml", "docker-compose.yaml", "compose.yml", "compose.yaml"):
         path = root / compose
@@ -199,7 +201,7 @@ def find_port(folder: Path, root: Path) -> tuple[int | None, str]:
         text = file.read_text(errors="replace")
         if m := re.search(r"add_(?:insecure|secure)_port\(\s*[fF]?[\"'][^\"']*:(\d+)", text):
             return int(m.group(1)), f"{file.name} (gRPC port)"
-        if m := re.search(r"(?:uvicorn\.run|\.run|serve)\([^)]*port\s*=\s*(\d+)", text):
+        if m := re.search(r"(?:\.run|serve)\((?:[^()]|\([^()]*\))*?port\s*=\s*(\d+)", text):
             return int(m.group(1)), f"{file.name} (port=)"
         if m := re.search(r"start_server\([^)]*,\s*[\"'][\d.]+[\"']\s*,\s*(\d+)", text):
             return int(m.group(1)), f"{file.name} (start_server)"
@@ -208,6 +210,8 @@ def find_port(folder: Path, root: Path) -> tuple[int | None, str]:
 
 def _globs(root: Path, folders: Sequence[Path]) -> list[str]:
     """One pattern per parent when it matches exactly the services there, else the folders themselves."""
+    if list(folders) == [root]:
+        return ["."]
     globs = []
     by_parent: dict[Path, list[Path]] = {}
     for f in folders:

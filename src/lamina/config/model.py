@@ -127,7 +127,7 @@ class ServiceCode:
 
     @property
     def python_path(self) -> list[str]:
-        return ["/app", *(self.image_path(r) for r in self.import_roots)]
+        return list(dict.fromkeys(["/app", *(self.image_path(r) for r in self.import_roots)]))
 
 
 @dataclass(frozen=True)

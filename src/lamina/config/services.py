@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from lamina.config.model import (
     CODE_EXCLUDES,
+    CONFIG_NAME,
     OUTPUT_FOLDERS,
     TEST_FOLDERS,
     CopySpec,
@@ -55,7 +57,8 @@ def read_services(reader: _Reader, table: Any, default_platform: tuple[Platform,
     pattern = ", ".join(patterns)
     excluded = reader.str_list("services", defaults, "exclude") or []
     root = reader.path.parent
-    found = {p for glob in patterns for p in root.glob(glob) if p.is_dir() and not is_output(p, root)}
+    found = {p for glob in patterns for p in ([root] if glob.strip("/") in (".", "") else root.glob(glob))
+             if p.is_dir() and not is_output(p, root)}
     folders = sorted((p for p in found if not any(fnmatch.fnmatchcase(p.name, x) for x in excluded)),
                      key=lambda p: p.name)
     by_name = {f.name: f for f in folders} | {service_name(f): f for f in folders}
@@ -98,8 +101,9 @@ def read_service(reader: _Reader, folder: Path, body: Mapping[str, Any], table: 
     tests = tuple(reader.str_list(table, body, "tests") if "tests" in body else TEST_FOLDERS)  # type: ignore[arg-type]
     requirements, sources = dependency_source(reader, table, body, folder, root)
     excludes = (*CODE_EXCLUDES, *tests, *(f for f in OUTPUT_FOLDERS if f not in CODE_EXCLUDES), "lamina.lock")
-    copies = [CopySpec(src=p, dest="/app/" + p.relative_to(root).as_posix(), uid=uid, gid=gid, exclude=excludes)
-              for p in [*ship, folder]]
+    excludes += (CONFIG_NAME,) if folder == root else ()
+    copies = [CopySpec(src=p, dest=("/app/" + p.relative_to(root).as_posix()).removesuffix("/."), uid=uid, gid=gid,
+                       exclude=excludes) for p in [*ship, folder]]
     copies += reader.copies(table, body.get("copy", []))
     command = reader.str_list(table, body, "command")
     health = health_setting(reader, table, body.get("health"))
@@ -107,7 +111,7 @@ def read_service(reader: _Reader, folder: Path, body: Mapping[str, Any], table: 
     server = reader.get(table, body, "server", str, "\"uvicorn\" or \"gunicorn\"")
     if server is not None and server not in SERVERS:
         raise reader.error(table, "server", f"expected \"uvicorn\" or \"gunicorn\", got {server!r}")
-    roots = import_roots([*ship, folder])
+    roots = import_roots([*ship, folder], root)
     service = ServiceCode(folder, tuple(ship) + (folder,), requirements, root=root, port=port,
                           table=f"{reader.path}:{reader.line_of(table)}: [{table}]", app=app, server=server,
                           health=health, import_roots=roots, tests=tests,
@@ -197,19 +201,31 @@ def _toml(path: Path) -> dict[str, Any]:
         return {}
 
 
-def import_roots(paths: Sequence[Path]) -> tuple[Path, ...]:
-    """Folders put on the image's ``sys.path`` besides /app: a shipped project's ``src/`` (src layout),
-    or the project folder itself (a folder with a pyproject.toml/setup.py whose packages are
-    imported by their own name, as ``pip install`` would make them importable)."""
+def import_roots(paths: Sequence[Path], root: Path | None = None) -> tuple[Path, ...]:
+    """Folders put on the image's ``sys.path`` besides /app: a shipped project's ``src/`` (src layout);
+    the project folder itself (a folder with a pyproject.toml/setup.py whose packages are imported by
+    their own name, as ``pip install`` would make them importable); a folder of modules that import
+    each other by their bare names (as its Dockerfile's ``WORKDIR`` would make them importable)."""
     roots = []
     for path in paths:
-        if not path.is_dir():
+        if not path.is_dir() or path == root:
             continue
         if (path / "src").is_dir() and any((path / "src").glob("*/__init__.py")) | any((path / "src").glob("*.py")):
             roots.append(path / "src")
         elif ((path / "pyproject.toml").is_file() or (path / "setup.py").is_file()) and not (path / "__init__.py").is_file():
             roots.append(path)
+        elif not (path / "__init__.py").is_file() and _imports_siblings(path):
+            roots.append(path)
     return tuple(roots)
+
+
+def _imports_siblings(folder: Path) -> bool:
+    """Whether the folder's own modules import each other by bare name (``import settings``)."""
+    children = {p.stem for p in folder.glob("*.py")} | {p.name for p in folder.iterdir() if (p / "__init__.py").is_file()}
+    pattern = re.compile(r"^\s*(?:from|import)\s+(" + "|".join(map(re.escape, sorted(children))) + r")\b", re.M)
+    if not children:
+        return False
+    return any(pattern.search(p.read_text(errors="replace")) for p in folder.glob("*.py"))
 
 
 def health_setting(reader: _Reader, table: str, value: Any) -> str | tuple[str, ...] | None:

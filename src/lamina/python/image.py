@@ -23,6 +23,7 @@ from lamina.python.check import ERROR, Finding, allows
 from lamina.python.layers import LAYER_BUDGET, PythonLayers, check_budget, group_dists
 from lamina.python.requirements import DeclaredRequirement, hashed_lock, read_requirements
 from lamina.python.resolve import Indexes, LockedDist, inputs_fingerprint, resolve
+from lamina.python.sdist import build_wheel
 from lamina.python.sources import materialize
 from lamina.python.target import PythonTarget, target_from_config
 from lamina.python.venv import venv_entries, venv_env
@@ -166,6 +167,8 @@ class PythonSession:
         dists = resolve(files, target, extra=extra, constraints=constraints, indexes=self.indexes,
                         where=f"image {spec.name!r}", no_deps=exact)
         check_hashes(spec.name, [r for lock in locks if lock for r in lock], dists, exact=exact)
+        dists = [build_wheel(d, self.store, self.indexes, where=f"image {spec.name!r}") if d.unbuilt_sdist else d
+                 for d in dists]
         added = [d for d in dists if d.name not in constraints]
         changed = [d for d in dists if d.name in constraints and d.version != constraints[d.name]]
         if changed:

@@ -33,7 +33,10 @@ def store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def podman() -> Iterator[list[str]]:
     with container_storage("lm-") as tools:
-        yield tools["podman"]
+        # a private tmpdir: another podman's `system reset` elsewhere on the machine cannot pull it away
+        root = Path(tools["podman"][tools["podman"].index("--root") + 1]).parent
+        (root / "tmp").mkdir(exist_ok=True)
+        yield [*tools["podman"], "--tmpdir", str(root / "tmp")]
 
 
 def podman_env(podman: list[str]) -> dict[str, str]:
@@ -123,3 +126,17 @@ def test_debian_packages_are_left_as_apt_leaves_them(tmp_path, store, podman):
                                    "python3", "-c", probe], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["libssl.so.3", "/etc/alternatives/libblas.so.3-x86_64-linux-gnu", "11"]
+
+
+def test_a_pure_python_sdist_is_built_into_a_wheel_and_a_native_one_refused(tmp_path, store):
+    (tmp_path / "lamina.toml").write_text('[project]\nversion = "1"\n[images.py]\nfrom = "debian:bookworm"\n'
+                                          'packages = ["python3"]\npython_packages = ["docopt==0.6.2"]\n')
+    lamina(tmp_path, store, "build")
+    dist = next(d for d in _dists(tomllib.loads((tmp_path / "lamina.lock").read_text()), "py") if d["name"] == "docopt")
+    assert dist["url"].endswith("docopt-0.6.2.tar.gz") and dist["wheel"] == "docopt-0.6.2-py2.py3-none-any.whl"
+    assert dist["sdist_sha256"] == "49b3a825280bd66b3aa83585ef59c4a8c82f2c8a522dbe754a8bc8d08c85c491"
+    (tmp_path / "lamina.toml").write_text((tmp_path / "lamina.toml").read_text().replace('"docopt==0.6.2"',
+                                                                                      '"psycopg2==2.9.10"'))
+    result = lamina(tmp_path, store, "lock", check=False)
+    assert result.returncode != 0 and "psycopg2==2.9.10 is published only as a source distribution" in result.stderr
+    assert "compiled code (psycopg2-2.9.10/psycopg/" in result.stderr and "psycopg2-binary" in result.stderr

@@ -145,12 +145,31 @@ def discover(root: Path, *, store: BlobStore, indexes: Indexes = Indexes()) -> L
         layout.notes.append("no service folder found (a folder with an ASGI/WSGI app, a gRPC server, __main__.py or a "
                             "Dockerfile): add [services] glob = \"DIR/*\" by hand")
     layout.globs = _globs(root, [s.folder for s in layout.services])
+    layout.notes += python_notes(root, [s.folder for s in layout.services])
     layout.ship = _shared_code(root, layout)
     if base is not None:
         _seed_bases(root, layout, store, indexes)
     else:
         _shared_bases(layout)
     return layout
+
+
+def python_notes(root: Path, folders: Sequence[Path]) -> list[str]:
+    """What the repository's Dockerfiles say of the Python they run, against what the images get."""
+    versions: dict[str, list[str]] = {}
+    for folder in {root, *folders}:
+        for dockerfile in (folder / "Dockerfile",):
+            if dockerfile.is_file() and (m := re.search(r"^\s*FROM\s+(?:\S+/)?python:(3\.\d+)(\S*)", dockerfile.read_text(
+                    errors="replace"), re.M | re.I)):
+                versions.setdefault(m.group(1), []).append(dockerfile.relative_to(root).as_posix())
+    notes = [f"Python: the images get Debian bookworm's Python 3.11 (/usr/bin/python3.11); packages are resolved "
+             "for it"]
+    for version, files in sorted(versions.items()):
+        if version != "3.11":
+            notes.append(f"{', '.join(sorted(files))} use{'s' if len(files) == 1 else ''} Python {version}: to match, set "
+                         f"[images.python] from = \"python:{version}-slim\" and drop its packages (or from = "
+                         f"\"debian:trixie\" for 3.13)")
+    return notes
 
 
 def _service(folder: Path, root: Path) -> Service:

@@ -252,15 +252,24 @@ def health_check(health: str | tuple[str, ...], port: int) -> HealthCheck:
 
 
 def health_probe(health: str, port: int) -> str:
+    """Python code the image runs as its check; on failure it exits with one line saying what failed
+    (podman keeps it, and ``lamina test`` prints it)."""
     if health == "tcp":
-        return f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3).close()"
+        action = f"socket.create_connection(('127.0.0.1', {port}), timeout=3).close()"
+        return _probe("import socket", action, f"tcp connect to 127.0.0.1:{port}")
     if health == "grpc":
         # grpc.health.v1.Health/Check with an empty HealthCheckRequest (service ""), bytes in and out,
         # so grpcio alone is enough; b'\x08\x01' is HealthCheckResponse{status: SERVING}.
-        return ("import grpc, sys; ch = grpc.insecure_channel('127.0.0.1:%d'); "
-                "r = ch.unary_unary('/grpc.health.v1.Health/Check')(b'', timeout=3); "
-                "sys.exit(0 if r == b'\\x08\\x01' else 'not SERVING: %%r' %% r)" % port)
-    return f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}{health}', timeout=3)"
+        action = (f"r = grpc.insecure_channel('127.0.0.1:{port}').unary_unary('/grpc.health.v1.Health/Check')"
+                  "(b'', timeout=3)\n    assert r == b'\\x08\\x01', f'status {r!r}, not SERVING'")
+        return _probe("import grpc", action, f"gRPC health check on 127.0.0.1:{port}")
+    url = f"http://127.0.0.1:{port}{health}"
+    return _probe("import urllib.request", f"urllib.request.urlopen('{url}', timeout=3)", f"GET {url}")
+
+
+def _probe(imports: str, action: str, what: str) -> str:
+    return (f"import sys\n{imports}\ntry:\n    {action}\nexcept Exception as e:\n"
+            f"    sys.exit(f'{what} failed: {{type(e).__name__}}: {{e}}')")
 
 
 def describe_health(health: str | tuple[str, ...], port: int) -> str:

@@ -140,3 +140,16 @@ def test_a_pure_python_sdist_is_built_into_a_wheel_and_a_native_one_refused(tmp_
     result = lamina(tmp_path, store, "lock", check=False)
     assert result.returncode != 0 and "psycopg2==2.9.10 is published only as a source distribution" in result.stderr
     assert "compiled code (psycopg2-2.9.10/psycopg/" in result.stderr and "psycopg2-binary" in result.stderr
+
+
+def test_lamina_test_removes_its_container_even_when_podman_run_fails(tmp_path, store, podman):
+    from lamina.runtime import HealthTest, Podman
+
+    root = copy_fixture("layout-src", tmp_path)
+    lamina(root, store, "init")
+    lamina(root, store, "build")
+    broken = Podman(tuple(podman), (*PODMAN_RUN_FLAGS, "--entrypoint", "/no/such/binary"))
+    result = HealthTest(broken, f"oci:{root}/build/oci:jobs:0.1.0", {}).run()
+    assert not result.healthy and result.detail.startswith("podman run failed")
+    leftover = subprocess.run(podman + ["ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True)
+    assert "lamina-test-" not in leftover.stdout

@@ -135,6 +135,17 @@ def test_a_glob_never_matches_lamina_outputs(tmp_path):
     assert [n for n, s in load_config(tmp_path / "lamina.toml").images.items() if s.service] == ["svc"]
 
 
+def test_an_exec_health_check_runs_the_command_and_none_declares_none(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "lamina.toml").write_text('[services]\nglob = ["a", "b"]\ncommand = ["python", "-m", "w"]\n'
+                                          '[services.a]\nhealth = ["python", "-m", "w.ping"]\n[services.b]\nhealth = "none"\n')
+    images = load_config(tmp_path / "lamina.toml").images
+    assert images["a"].run.healthcheck.test == ["CMD", "python", "-m", "w.ping"]
+    assert images["a"].run.labels["dev.lamina.health"] == 'exec ["python", "-m", "w.ping"]'
+    assert images["b"].run.healthcheck.test == ["NONE"]
+
+
 def test_health_settings_are_checked(tmp_path):
     (tmp_path / "svc").mkdir()
     (tmp_path / "lamina.toml").write_text('[services]\nglob = "svc"\nhealth = "udp"\n')
@@ -214,6 +225,15 @@ def test_init_ships_shared_code_and_writes_a_config_that_reads(tmp_path):
         assert layout.ship == ship
         config = load_config(path)
         assert all(spec.service for name, spec in config.images.items() if name != "python")
+
+
+def test_init_writes_a_config_even_when_it_finds_no_service(tmp_path):
+    from lamina.init import init_project
+
+    (tmp_path / "notes.txt").write_text("no code here\n")
+    path, layout = init_project(tmp_path, store=BlobStore(tmp_path / "store"))
+    assert layout.services == [] and "no service folder found" in path.read_text()
+    assert list(load_config(path).images) == ["python"]
 
 
 # -- Debian: ld.so.cache and alternatives ------------------------------------------------------------------

@@ -358,6 +358,9 @@ def render(root: Path, layout: Layout, *, registry: str | None, owner: str | Non
                       "# python_packages = [\"torch\", ...]   # what the ML services share"]
     default_base = "base-runtime" if layout.base_requirements is not None or layout.shared else "python"
     seed = layout.base_requirements is not None
+    if not layout.services:
+        return "\n".join(lines + ["", "# No service folder was found. Declare them, e.g.:", "# [services]",
+                                  '# glob = "services/*"', f'# base = "{default_base}"']) + "\n"
     lines += ["", "[services]", f"glob = {quote(layout.globs)}" if len(layout.globs) != 1 else f'glob = "{layout.globs[0]}"',
               f'base = "{default_base}"']
     if layout.ship:

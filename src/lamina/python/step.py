@@ -12,6 +12,10 @@ from lamina.python.image import LOCK_KIND, PythonSession, PythonState
 from lamina.steps import StepContext, StepLayer, StepResult
 
 
+#: Commands that serve HTTP: a service whose command runs one is checked on /healthz unless it says otherwise.
+HTTP_SERVERS = {"uvicorn", "gunicorn", "hypercorn", "granian", "daphne", "waitress-serve", "flask", "fastapi"}
+
+
 class PythonStep:
     """Lock or resolve the image's requirements against its base's pins, then describe their layers."""
 
@@ -60,7 +64,9 @@ def service_entry(spec: ImageSpec) -> ServiceEntry | None:
     if service is None:
         return None
     if spec.run.cmd is not None or spec.run.entrypoint is not None:
-        return ServiceEntry("command", list(spec.run.cmd or []), "none", "command (lamina.toml)")
+        command = [*(spec.run.entrypoint or []), *(spec.run.cmd or [])]
+        serves_http = any(word.split("/")[-1] in HTTP_SERVERS for word in command)
+        return ServiceEntry("command", command, "/healthz" if serves_http else "none", "command (lamina.toml)")
     entry = find_entry(service)
     if entry is None:
         raise ConfigError(f"{service.table}: found nothing to run in {service.folder}: no ASGI/WSGI app "

@@ -227,6 +227,24 @@ def test_init_ships_shared_code_and_writes_a_config_that_reads(tmp_path):
         assert all(spec.service for name, spec in config.images.items() if name != "python")
 
 
+def test_init_puts_what_every_service_shares_in_base_runtime_and_ml_stacks_on_base_ml(tmp_path):
+    for name, reqs in (("api", "flask==3.1.0\nrequests==2.32.3\n"), ("jobs", "flask==3.1.0\nredis\n"),
+                       ("ranker", "flask==3.1.0\ntorch==2.5.1\n")):
+        (tmp_path / "services" / name).mkdir(parents=True)
+        (tmp_path / "services" / name / "requirements.txt").write_text(reqs)
+        (tmp_path / "services" / name / "main.py").write_text("from flask import Flask\napp = Flask(__name__)\n")
+    layout = discover(tmp_path, store=BlobStore(tmp_path / "store"))
+    assert layout.shared == ["flask==3.1.0"]
+    assert {s.folder.name: s.base for s in layout.services} == {"api": "base-runtime", "jobs": "base-runtime",
+                                                                "ranker": "base-ml"}
+    from lamina.init import render
+
+    text = render(tmp_path, layout, registry=None, owner=None, version="1", base_version=None)
+    (tmp_path / "lamina.toml").write_text(text)
+    images = load_config(tmp_path / "lamina.toml").images
+    assert images["base-runtime"].python_packages == ("flask==3.1.0",) and images["ranker"].base == "base-ml"
+
+
 def test_init_writes_a_config_even_when_it_finds_no_service(tmp_path):
     from lamina.init import init_project
 

@@ -33,10 +33,7 @@ def store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def podman() -> Iterator[list[str]]:
     with container_storage("lm-") as tools:
-        # a private tmpdir: another podman's `system reset` elsewhere on the machine cannot pull it away
-        root = Path(tools["podman"][tools["podman"].index("--root") + 1]).parent
-        (root / "tmp").mkdir(exist_ok=True)
-        yield [*tools["podman"], "--tmpdir", str(root / "tmp")]
+        yield tools["podman"]
 
 
 def podman_env(podman: list[str]) -> dict[str, str]:

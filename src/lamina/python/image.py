@@ -103,7 +103,7 @@ class PythonSession:
         minor = _minor_from_env(env)
         interpreter = spec.python or (f"/usr/bin/python{minor}" if debian_python and minor else None)
         return target_from_config(config, platform, interpreter=interpreter, manylinux=self.settings.manylinux,
-                                  where=f"image {spec.name!r}")
+                                  where=f"image {spec.name!r} for {platform}")
 
     def lock_image(self, spec: ImageSpec, target: PythonTarget, base_state: PythonState | None,
                    current: Mapping[str, Any] | None, *,
@@ -165,7 +165,7 @@ class PythonSession:
         locks = [hashed_lock(path) for path in files]
         exact = bool(files) and all(lock is not None for lock in locks)
         dists = resolve(files, target, extra=extra, constraints=constraints, indexes=self.indexes,
-                        where=f"image {spec.name!r}", no_deps=exact)
+                        where=f"image {spec.name!r} for {target.platform} (Python {target.minor})", no_deps=exact)
         check_hashes(spec.name, [r for lock in locks if lock for r in lock], dists, exact=exact)
         dists = [build_wheel(d, self.store, self.indexes, where=f"image {spec.name!r}") if d.unbuilt_sdist else d
                  for d in dists]

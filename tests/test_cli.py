@@ -38,6 +38,10 @@ VERB_EXAMPLES = {
     "keygen": "lamina keygen",
     "sign": "lamina sign",
     "verify": "lamina verify",
+    "outdated": "lamina outdated",
+    "update": "lamina update",
+    "plan": "lamina plan",
+    "rebase": "lamina rebase",
 }
 
 

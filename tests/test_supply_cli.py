@@ -42,11 +42,11 @@ def test_sign_then_verify_with_exit_codes_for_ci(registry, tmp_path):
     assert as_json["verified"] is True and as_json["digest"] == image.digest
 
     other = run_lamina("verify", str(ref), "--key", "other.pub", "--signature-only", cwd=tmp_path, check=False)
-    assert other.returncode == 6
+    assert other.returncode == 7
     assert other.stdout.startswith("FAIL signature") and "is not trusted" in other.stderr
     # the full check wants the provenance and SBOMs a lamina build attaches
     full = run_lamina("verify", str(ref), "--key", "k.pub", cwd=tmp_path, check=False)
-    assert full.returncode == 6
+    assert full.returncode == 7
     assert [line.split()[:2] for line in full.stdout.splitlines()] == [
         ["ok", "signature"], ["FAIL", "provenance"], ["FAIL", "SPDX"], ["FAIL", "CycloneDX"]]
     missing = run_lamina("verify", f"{registry.host}/{ref.repository}:nope", "--key", "k.pub", cwd=tmp_path,

@@ -170,7 +170,7 @@ def test_verify_passes_then_fails_on_a_changed_sbom_or_attestation(built, regist
         forged = json.dumps(spdx).encode()
         push_artifact(client, repo, make_artifact(subject, SPDX_TYPE, [Blob(forged, SPDX_TYPE)]), replace_type=True)
         bad_sbom = verify(root, env, ref)
-        assert bad_sbom.returncode == 6, bad_sbom.stdout + bad_sbom.stderr
+        assert bad_sbom.returncode == 7, bad_sbom.stdout + bad_sbom.stderr
         assert "FAIL SPDX SBOM" in bad_sbom.stdout
 
         envelope = json.loads(documents(one, digest)[ATTESTATION_TYPE])
@@ -181,6 +181,6 @@ def test_verify_passes_then_fails_on_a_changed_sbom_or_attestation(built, regist
                                                   [Blob(json.dumps(envelope).encode(), dsse.MEDIA_TYPE)]),
                       replace_type=True)
         bad_att = verify(root, env, ref)
-        assert bad_att.returncode == 6
+        assert bad_att.returncode == 7
         assert "FAIL provenance" in bad_att.stdout
         assert entries  # the originals were there before the forgeries replaced them

@@ -20,8 +20,8 @@ from lamina.cli.options import HelpFormatter
 from lamina.errors import EXIT_CODES, EXIT_INTERNAL, EXIT_INTERRUPTED, LaminaError, exit_code
 
 #: The verb modules, in the order ``lamina --help`` lists them.
-VERBS = ("init", "build", "lock", "check", "test", "export", "report", "diff", "sbom", "keygen", "sign",
-         "verify", "store")
+VERBS = ("init", "build", "lock", "check", "test", "export", "plan", "outdated", "update", "rebase", "report",
+         "diff", "sbom", "keygen", "sign", "verify", "store")
 
 DESCRIPTION = """\
 Build the container images of a Python monorepo as one layered family, without a Docker daemon.

@@ -59,6 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-check", action="store_true", help="do not run `lamina check` on the services")
     p.add_argument("--locked", action="store_true",
                    help="fail if lamina.lock is missing or stale instead of resolving (and never write it)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="build nothing: print the rebuild graph (as `lamina plan`: layers to build and why, bytes to push)")
     add_json(p, "a summary (digests, layers, pushes)")
     p.add_argument("--report", metavar="FILE",
                    help="also write the layer report of the built images (FILE.html: a page, else JSON; see lamina report)")
@@ -74,6 +76,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        from lamina.cli import plan
+
+        return plan.from_build(args)
     console = output.console
     key = _signing_key(args)
     with open_session(args) as session:

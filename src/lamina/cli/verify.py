@@ -16,12 +16,12 @@ from lamina.supply.verify import verify_image
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "verify",
-        help="check an image's signature, signed provenance and SBOMs with a public key (exit 6 if not trusted)",
+        help="check an image's signature, signed provenance and SBOMs with a public key (exit 7 if not trusted)",
         description="Check the image IMAGE names in its registry: (1) a cosign signature of its digest verifies "
         "with the key; (2) an attached SLSA provenance is signed with the key and names this digest; (3) every "
         "attached SPDX and CycloneDX SBOM describes this digest, is listed by digest in the signed provenance, "
         "and lists exactly the .deb and wheel dependencies it lists. For an index, every platform image is "
-        "checked. Prints one line per check on stdout; exits 0 when all pass, 6 when one fails, 4 when the "
+        "checked. Prints one line per check on stdout; exits 0 when all pass, 7 when one fails, 4 when the "
         "registry cannot be reached or lacks the image. Signatures made by cosign or skopeo with the same key "
         "are accepted (--signature-only when the image has no lamina attestations).",
         formatter_class=HelpFormatter,

@@ -137,6 +137,8 @@ class _Reader:
         for key in ("registry", "owner", "version", "base_version", "output", "source", "revision"):
             if (v := self.get("project", proj, key, (str, int, float), "a string")) is not None:
                 values[key] = str(v)
+        values["base_version_scheme"] = self.choice("project", proj, "base_version_scheme",
+                                                    ("patch", "minor", "major", "date"), "patch")
         values["format"] = self.choice("project", proj, "format", get_args(Format), "oci")
         values["compression"] = self.choice("project", proj, "compression", get_args(Compression), "gzip")
         values["insecure_registries"] = tuple(self.str_list("project", proj, "insecure_registries") or ())
@@ -233,6 +235,7 @@ class _Reader:
             annotations=self.str_map(table, body, "annotations"),
             repository=repository,
             tags=tuple(self.str_list(table, body, "tags") or ()),
+            base_version=self.get(table, body, "base_version", str, "a tag such as \"v1.0.2\""),
             packages=packages,
             requirements=tuple(d for d in deps if isinstance(d, Path)),
             sources=tuple(d for d in deps if isinstance(d, DependencySource)),
@@ -387,12 +390,12 @@ class _Reader:
 
 
 _PROJECT_KEYS = dict.fromkeys(
-    ["registry", "owner", "version", "base_version", "format", "compression", "output", "insecure_registries", "source", "revision", "platform",
+    ["registry", "owner", "version", "base_version", "base_version_scheme", "format", "compression", "output", "insecure_registries", "source", "revision", "platform",
      "platforms", "debian_mirror", "debian_security_mirror", "debian_suites", "debian_keyring"]
 )
 _IMAGE_KEYS = dict.fromkeys(
     ["from", "platform", "copy", "symlinks", "env", "workdir", "user", "entrypoint", "cmd", "expose", "labels", "healthcheck",
-     "annotations", "repository", "tags", "packages", "requirements", "python_packages", "python", "platforms"]
+     "annotations", "repository", "tags", "base_version", "packages", "requirements", "python_packages", "python", "platforms"]
 )
 _PYTHON_KEYS = dict.fromkeys(["index_url", "extra_index_urls", "find_links", "manylinux", "no_index"])
 _SERVICE_KEYS = dict.fromkeys(

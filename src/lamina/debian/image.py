@@ -271,8 +271,9 @@ class Debian:
     # layers -----------------------------------------------------------------------------------
 
     def layers(self, spec: ImageSpec, after: DebianState, section: Mapping[str, Any], *, media_type: str,
-               mtime: int) -> PreparedLayers:
-        """Describe the image's Debian layers and download what the uncached ones need."""
+               mtime: int, download: bool = True) -> PreparedLayers:
+        """Describe the image's Debian layers and download what the uncached ones need (not with
+        ``download`` False: a dry run)."""
         packages = packages_of(section)
         urls = {s["suite"]: s["url"] for s in section["sources"]}
         layers: list[tuple[LayerSpec, tuple[Component, ...]]] = []
@@ -294,7 +295,7 @@ class Debian:
             layers.append((state_layer, (Component("files", "ld.so.cache and alternatives", origin="lamina"),)))
             have = {d.digest for d in downloads}
             downloads += [d for d in missing if d.digest not in have]
-        fetched = self.archive.fetch(downloads, self.on_status)
+        fetched = self.archive.fetch(downloads, self.on_status) if download else 0
         return PreparedLayers(layers, fetched)
 
 

@@ -111,17 +111,29 @@ def layout_images(root: Path, names: Sequence[str] = (), platform: Platform | No
     opener = _layout_opener(root)
     images = []
     for entry in index.get("manifests", []):
+        if entry.get("artifactType"):  # an attachment (SBOM, signature, provenance), not an image
+            continue
         ref = (entry.get("annotations") or {}).get(ANNOTATION_REF_NAME) or entry["digest"][:19]
         if names and not _name_matches(ref, names):
             continue
         manifest = Document(_read_small(opener, entry["digest"]), entry.get("mediaType", mt.OCI_MANIFEST))
         if manifest.media_type in mt.INDEX_TYPES:
             manifest = _pick(manifest, opener, platform or Platform(), f"{root}:{ref}")
+        if not is_image_manifest(manifest):
+            continue
         config_desc = manifest.json()["config"]
         config = Document(_read_small(opener, config_desc["digest"]), config_desc["mediaType"])
         images.append(source_image(ref, manifest, config, opener, f"oci:{root}"))
     _check_all_found(images, names, f"the layout {root}")
     return images
+
+
+def is_image_manifest(manifest: Document) -> bool:
+    """A container image, not an artifact stored as a manifest (an SBOM or signature with a ``subject``)."""
+    obj = manifest.json()
+    config_type = (obj.get("config") or {}).get("mediaType", "")
+    return manifest.media_type in mt.MANIFEST_TYPES and not obj.get("artifactType") and not obj.get("subject") \
+        and config_type in (mt.OCI_CONFIG, mt.DOCKER_CONFIG)
 
 
 def _layout_opener(root: Path) -> Opener:

@@ -209,6 +209,12 @@ def plan_image(
     run = replace(spec.run, env={**ctx.env, **spec.run.env})  # what lamina.toml says wins over what lamina sets
     if cmd is not None:
         run = replace(run, cmd=cmd)
+    healthcheck = next((r.healthcheck for r in results if r.healthcheck is not None), None)
+    if healthcheck is not None and run.healthcheck is None:
+        run = replace(run, healthcheck=healthcheck)
+    labels = {k: v for r in results for k, v in r.labels.items()}
+    if labels:
+        run = replace(run, labels={**labels, **run.labels})
     spec = replace(spec, run=run)
     layers = [layer for r in results for layer in r.layers]
     draft = assemble(spec, platform, base, [], options)

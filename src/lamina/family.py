@@ -266,6 +266,7 @@ class Family:
             base_pins=base_state.pins if base_state else {},
             service_code=service.code if service else None,
             service_requirements=service.requirements if service else None,
+            service=service,
         )
 
     def close(self) -> None:

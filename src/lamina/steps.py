@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from lamina.config import ImageSpec
 from lamina.inventory import Component
 from lamina.oci.layer import LayerSpec
-from lamina.oci.model import Image, Platform
+from lamina.oci.model import HealthCheck, Image, Platform
 from lamina.oci.remote import Registries
 from lamina.oci.store import BlobStore
 
@@ -80,6 +80,9 @@ class StepResult:
     env: dict[str, str] = field(default_factory=dict)
     #: Run-config defaults the image's own config does not set (e.g. a service's command).
     cmd: list[str] | None = None
+    #: A health check and labels for the image when its config sets none (a service's, by its kind).
+    healthcheck: HealthCheck | None = None
+    labels: dict[str, str] = field(default_factory=dict)
     #: OS packages the image has after this step (name → version), for later steps.
     os_packages: dict[str, str] = field(default_factory=dict)
     #: Facts about the image for its inventory (e.g. ``distro = "debian-12"``, read by SBOMs).

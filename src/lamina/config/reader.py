@@ -21,9 +21,10 @@ from lamina.config.model import (
     PythonSettings,
     _suggest,
 )
-from lamina.errors import ConfigError
+from lamina.errors import ConfigError, UnsafePathError
 from lamina.oci.compress import Compression
 from lamina.oci.model import Format, HealthCheck, Platform, RunConfig
+from lamina.oci.paths import lexically_inside, project_path
 
 # -- reading -----------------------------------------------------------------------------------
 
@@ -331,8 +332,13 @@ class _Reader:
             if not isinstance(src, str) or not isinstance(dest, str):
                 raise self.error(where, None, "each copy needs src (a project path) and dest (an image path)")
             source = (self.path.parent / src).absolute()
-            if not source.exists():
+            if not source.exists() and not source.is_symlink():
                 raise self.error(where, "src", f"{source} does not exist", "paths are relative to lamina.toml")
+            try:  # a host path written as such (src = "/bin/busybox") is the user's choice; a project path is
+                if lexically_inside(source, self.path.parent):  # refused if a symlink takes it outside
+                    project_path(source, self.path.parent, what="copy src")
+            except UnsafePathError as e:
+                raise self.error(where, "src", e.message, e.hint) from None
             uid, gid = self.owner(where, item.get("owner", "0:0"))
             specs.append(
                 CopySpec(

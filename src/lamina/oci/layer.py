@@ -17,10 +17,15 @@ from dataclasses import dataclass
 
 from lamina.oci.compress import Compression, compression_of, compressor, compressor_id, workers
 from lamina.oci.digest import DigestWriter
+from lamina.oci.files import full_disk_reported
 from lamina.oci.store import BlobStore, StoredLayer
 from lamina.oci.tar import Entry, signature, tar_chunks
 
 LAYER_KEY_KIND = "layer"
+#: lamina's own layer format: the tar writer and the path and mode rules applied to entries (tar.py,
+#: paths.py). Part of every layer key: a layer made by a lamina with other rules (say, before path
+#: safety was lamina's own) is never reused, it is made again. Bump it whenever those rules change.
+LAYER_FORMAT = "lamina-layer-2"
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ def cached_layer(store: BlobStore, key: str, media_type: str, mtime: int) -> Sto
 
 
 def _full_key(key: str, media_type: str, mtime: int) -> str:
-    return f"{key}\0{media_type}\0{compressor_id(compression_of(media_type))}\0{mtime}"
+    return f"{key}\0{LAYER_FORMAT}\0{media_type}\0{compressor_id(compression_of(media_type))}\0{mtime}"
 
 
 def _write(
@@ -115,7 +120,8 @@ def build_layers(
         unique.setdefault(spec.same or f"#{i}", spec)
 
     def one(spec: LayerSpec) -> BuiltLayer:
-        built = build_layer(store, spec, compression=compression, media_type=media_type, mtime=mtime)
+        with full_disk_reported(store.root):
+            built = build_layer(store, spec, compression=compression, media_type=media_type, mtime=mtime)
         if on_done is not None:
             on_done(built)
         return built

@@ -19,6 +19,8 @@ import httpx
 
 from lamina.errors import DigestMismatchError, RegistryError, RegistryUnreachableError
 from lamina.oci.digest import DigestWriter, is_digest, sha256_digest, verify
+from lamina.oci.documents import MAX_DOCUMENT, check_manifest, read_capped, too_large
+from lamina.oci.http import describe
 from lamina.oci.mediatypes import MANIFEST_ACCEPT
 from lamina.oci.reference import DOCKER_HUB, DOCKER_HUB_API
 from lamina.oci.registry.auth import RegistryAuth
@@ -224,16 +226,28 @@ class RegistryClient:
         """GET a manifest or index by tag or digest (verified against the digest)."""
         what = f"manifest {self._manifest_name(repo, reference)}"
         response = self._session.request(
-            "GET", f"/v2/{repo}/manifests/{reference}", what=what, headers={"Accept": accept}
+            "GET", f"/v2/{repo}/manifests/{reference}", what=what, headers={"Accept": accept}, stream=True
         )
-        data = response.content
+        try:
+            announced = response.headers.get("Content-Length", "")
+            if announced.isdigit() and int(announced) > MAX_DOCUMENT:
+                raise too_large(what, int(announced))
+            data = read_capped(response.iter_bytes(), what)
+        except httpx.TransportError as exc:
+            raise RegistryUnreachableError(f"reading {what} broke off: {describe(exc)}",
+                                           hint="the connection was reset; run again") from None
+        finally:
+            response.close()
         digest = sha256_digest(data)
         if is_digest(reference):
             verify(data, reference, what=what)
         header = response.headers.get("Docker-Content-Digest")
         if header and is_digest(header) and header != digest:
-            raise DigestMismatchError(f"{what}: the registry says {header} but the bytes hash to {digest}")
-        return Fetched(data, _media_type(response, data), digest)
+            raise DigestMismatchError(f"{what}: the registry says {header} but the bytes hash to {digest}",
+                                      hint="the registry or a proxy altered the manifest; nothing was used")
+        media_type = _media_type(response, data)
+        check_manifest(data, media_type, what)  # JSON, and the fields lamina reads, before anyone uses it
+        return Fetched(data, media_type, digest)
 
     def head_manifest(self, repo: str, reference: str, *, accept: str = MANIFEST_ACCEPT) -> tuple[str, str, int] | None:
         """``(digest, media_type, size)`` of a manifest, or None if it is not there."""

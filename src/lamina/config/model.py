@@ -84,6 +84,8 @@ class ServiceCode:
     root: Path = Path(".")
     port: int = 8000
     table: str = "services"
+    #: The name of that table (``services`` or ``services.NAME``), for errors pointing into it.
+    table_key: str = "services"
 
 
 @dataclass(frozen=True)

@@ -122,5 +122,5 @@ def read_service(reader: _Reader, folder: Path, body: Mapping[str, Any], table: 
         requirements=(requirements,) if requirements else (),
         python_packages=tuple(reader.str_list(table, body, "python_packages") or ()),
         service=ServiceCode(folder, tuple(ship) + (folder,), requirements, root=root, port=port,
-                            table=f"{reader.path}:{reader.line_of(table)}: [{table}]"),
+                            table=f"{reader.path}:{reader.line_of(table)}: [{table}]", table_key=table),
     )

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from lamina.errors import LaminaError
 from lamina.oci.compress import Compression, compression_of, compressor, compressor_id, workers
 from lamina.oci.digest import DigestWriter
 from lamina.oci.files import full_disk_reported
@@ -22,6 +23,8 @@ from lamina.oci.store import BlobStore, StoredLayer
 from lamina.oci.tar import Entry, signature, tar_chunks
 
 LAYER_KEY_KIND = "layer"
+#: The most layers lamina lets an image have (base included): container runtimes fail near 127.
+LAYER_BUDGET = 100
 #: lamina's own layer format: the tar writer and the path and mode rules applied to entries (tar.py,
 #: paths.py). Part of every layer key: a layer made by a lamina with other rules (say, before path
 #: safety was lamina's own) is never reused, it is made again. Bump it whenever those rules change.
@@ -138,3 +141,14 @@ def build_layers(
 def input_key(*parts: str) -> str:
     """A stable key from input descriptions (for :class:`LayerSpec.key`)."""
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def check_budget(image: str, base_layers: int, new_layers: int) -> None:
+    """Refuse an image over :data:`LAYER_BUDGET` layers, whichever steps added them."""
+    if base_layers + new_layers > LAYER_BUDGET:
+        raise LaminaError(
+            f"image {image!r} would have {base_layers + new_layers} layers ({base_layers} from its base, "
+            f"{new_layers} its own), over lamina's budget of {LAYER_BUDGET}",
+            hint="container runtimes fail near 127 layers; merge copy entries (one folder instead of many "
+                 "files) or move requirements into fewer images",
+        )

@@ -17,8 +17,7 @@ from functools import cache
 from importlib.metadata import version
 from pathlib import Path
 
-from lamina.errors import LaminaError
-from lamina.oci.layer import LayerSpec, input_key
+from lamina.oci.layer import LAYER_BUDGET, LayerSpec, check_budget, input_key
 from lamina.oci.tar import Entry
 from lamina.python.install import install_wheel, staged_entries
 from lamina.python.resolve import LockedDist
@@ -27,7 +26,6 @@ from lamina.python.wheels import verified_wheel
 
 ALONE_BYTES = 1024 * 1024
 BUCKETS = 8
-LAYER_BUDGET = 100
 LAYOUT_VERSION = "python-layer-v2"  # change whenever what goes into a layer changes
 
 
@@ -51,15 +49,6 @@ def group_dists(dists: Sequence[LockedDist]) -> list[list[LockedDist]]:
         else:
             buckets.setdefault(bucket_of(dist.name), []).append(dist)
     return [buckets[b] for b in sorted(buckets)] + alone
-
-
-def check_budget(image: str, base_layers: int, new_layers: int) -> None:
-    if base_layers + new_layers > LAYER_BUDGET:
-        raise LaminaError(
-            f"image {image!r} would have {base_layers + new_layers} layers ({base_layers} from its base), "
-            f"over lamina's budget of {LAYER_BUDGET}",
-            hint="container runtimes fail near 127 layers; move requirements into fewer images",
-        )
 
 
 class PythonLayers:

@@ -13,14 +13,13 @@ from dataclasses import dataclass
 
 import httpx
 
-from lamina.errors import CertificateError, DigestMismatchError, DownloadError, LaminaError
+from lamina.errors import CertificateError, DigestMismatchError, DownloadError, LaminaError, NetworkError
 from lamina.oci.http import download_blob, fetch_bytes, make_client
 from lamina.oci.store import BlobStore
 
 DEFAULT_MIRROR = "https://deb.debian.org/debian"
 DEFAULT_SECURITY_MIRROR = "https://deb.debian.org/debian-security"
 KNOWN_RELEASES = ("buster", "bullseye", "bookworm", "trixie", "forky", "duke", "sid")
-EXTRA_SUITES = ("updates", "security")
 PARALLEL_DOWNLOADS = 6
 
 #: OCI architecture → Debian architecture.
@@ -40,7 +39,7 @@ class ArchiveError(LaminaError):
     """The archive refused us, served something that does not verify, or lacks what we need."""
 
 
-class ArchiveUnreachableError(ArchiveError):
+class ArchiveUnreachableError(ArchiveError, NetworkError):
     """The mirror could not be reached (DNS, connection, TLS, time-out)."""
 
 
@@ -63,8 +62,6 @@ class Suite:
     def dist_url(self, path: str) -> str:
         return f"{self.url.rstrip('/')}/dists/{self.name}/{path}"
 
-    def pool_url(self, filename: str) -> str:
-        return f"{self.url.rstrip('/')}/{filename}"
 
 
 def suites_for(release: str, mirror: str, security_mirror: str, extra: Sequence[str] = ()) -> list[Suite]:

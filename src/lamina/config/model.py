@@ -112,6 +112,8 @@ class ProjectConfig:
     compression: Compression = "gzip"
     output: str = DEFAULT_OUTPUT
     insecure_registries: tuple[str, ...] = ()
+    #: A private CA (PEM) trusted for registries and downloads, besides the system's (``--ca-file`` wins).
+    ca_file: Path | None = None
     source: str | None = None
     revision: str | None = None
     debian_mirror: str = "https://deb.debian.org/debian"

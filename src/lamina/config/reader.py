@@ -172,6 +172,11 @@ class _Reader:
             raise self.error("project", "debian_suites", f"unknown suite {bad[0]!r}",
                              "the extra suites are \"updates\" (RELEASE-updates) and \"security\" (RELEASE-security)")
         values["debian_suites"] = suites
+        if (ca_file := self.get("project", proj, "ca_file", str, "a path to a PEM file of CA certificates")) is not None:
+            values["ca_file"] = (self.path.parent / ca_file).absolute()
+            if not values["ca_file"].is_file():
+                raise self.error("project", "ca_file", f"{values['ca_file']} does not exist",
+                                 "paths are relative to lamina.toml")
         if (keyring := self.get("project", proj, "debian_keyring", str, "a path to a keyring file")) is not None:
             values["debian_keyring"] = (self.path.parent / keyring).absolute()
         default_platform = self.platforms("project", proj, (host_platform(),))
@@ -410,7 +415,7 @@ class _Reader:
 
 _PROJECT_KEYS = dict.fromkeys(
     ["registry", "owner", "version", "base_version", "format", "compression", "output", "insecure_registries", "source", "revision", "platform",
-     "platforms", "debian_mirror", "debian_security_mirror", "debian_suites", "debian_keyring"]
+     "platforms", "ca_file", "debian_mirror", "debian_security_mirror", "debian_suites", "debian_keyring"]
 )
 _IMAGE_KEYS = dict.fromkeys(
     ["from", "platform", "copy", "symlinks", "env", "workdir", "user", "entrypoint", "cmd", "expose", "labels", "healthcheck",

@@ -301,11 +301,22 @@ class RegistryClient:
                     upload_monolithic(self._session, location, digest, size, opener, what)
                 break
             except RegistryError as exc:
+                # A reset after the registry committed the blob makes the retried PUT fail (BLOB_UPLOAD_UNKNOWN:
+                # the upload session is gone because it succeeded): the blob being there is success.
+                if self._has_blob(repo, digest, size):
+                    log.debug("%s: %s, but the blob is there", what, exc.message)
+                    break
                 if attempt or not (getattr(exc, "codes", set()) & _RESTART_CODES):
                     raise
                 log.debug("restarting %s after %s", what, exc.message)
                 location = None
         self.stats.add(blobs_uploaded=1, bytes_uploaded=size)
+
+    def _has_blob(self, repo: str, digest: str, size: int) -> bool:
+        try:
+            return self.blob_size(repo, digest) == size
+        except RegistryError:
+            return False
 
     def _blob_name(self, repo: str, digest: str) -> str:
         return f"blob {self.registry}/{repo}@{digest}"

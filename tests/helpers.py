@@ -111,3 +111,13 @@ def write_wheel(path: Path, files: dict[str, str | bytes], *, name: str = "demo"
             info.external_attr = ((modes or {}).get(member, 0o100644)) << 16
             zf.writestr(info, data)
     return path
+
+
+def assert_one_line_error(result, *needles: str) -> None:
+    """The run failed with exactly one ``error:`` line (plus its hint), no traceback, naming ``needles``."""
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    for needle in needles:
+        assert needle in errors[0] or needle in result.stderr, result.stderr

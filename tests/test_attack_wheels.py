@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import record_line, run_lamina, write_wheel
+from helpers import assert_one_line_error, record_line, run_lamina, write_wheel
 from lamina.errors import UnsafePathError
 from lamina.python.safety import check_wheel
 
@@ -63,14 +63,6 @@ def layer_members(store: Path) -> set[str]:
         with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob.read_bytes()))) as tar:
             names.update(m.name for m in tar.getmembers())
     return names
-
-
-def assert_one_line_error(result, *needles: str) -> None:
-    assert result.returncode != 0, result.stdout
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.stderr.startswith("error: "), result.stderr
-    for needle in needles:
-        assert needle in result.stderr, result.stderr
 
 
 def hostile(root: Path, target: Path) -> dict[str, tuple[dict, dict, str | None, tuple[str, ...]]]:

@@ -225,19 +225,25 @@ class RegistryClient:
     def get_manifest(self, repo: str, reference: str, *, accept: str = MANIFEST_ACCEPT) -> Fetched:
         """GET a manifest or index by tag or digest (verified against the digest)."""
         what = f"manifest {self._manifest_name(repo, reference)}"
-        response = self._session.request(
-            "GET", f"/v2/{repo}/manifests/{reference}", what=what, headers={"Accept": accept}, stream=True
-        )
-        try:
-            announced = response.headers.get("Content-Length", "")
-            if announced.isdigit() and int(announced) > MAX_DOCUMENT:
-                raise too_large(what, int(announced))
-            data = read_capped(response.iter_bytes(), what)
-        except httpx.TransportError as exc:
-            raise RegistryUnreachableError(f"reading {what} broke off: {describe(exc)}",
-                                           hint="the connection was reset; run again") from None
-        finally:
-            response.close()
+        policy = self._session.retry
+        for attempt in range(1, policy.attempts + 1):  # a body cut short is fetched again, as a failed request is
+            response = self._session.request(
+                "GET", f"/v2/{repo}/manifests/{reference}", what=what, headers={"Accept": accept}, stream=True
+            )
+            try:
+                announced = response.headers.get("Content-Length", "")
+                if announced.isdigit() and int(announced) > MAX_DOCUMENT:
+                    raise too_large(what, int(announced))
+                data = read_capped(response.iter_bytes(), what)
+                break
+            except httpx.TransportError as exc:
+                if attempt == policy.attempts:
+                    raise RegistryUnreachableError(
+                        f"reading {what} broke off (after {attempt} attempts): {describe(exc)}",
+                        hint="the registry (or a proxy) reset the connection; run again") from None
+                policy.wait(attempt)
+            finally:
+                response.close()
         digest = sha256_digest(data)
         if is_digest(reference):
             verify(data, reference, what=what)

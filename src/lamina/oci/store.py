@@ -22,6 +22,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import threading
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,6 +144,7 @@ class BlobStore:
         self.blobs_dir = self.root / "blobs" / "sha256"
         self.tmp_root = self.root / "tmp"
         self._scratch: Scratch | None = None
+        self._scratch_lock = threading.Lock()
         with full_disk_reported(self.root):
             for d in (self.blobs_dir, self.tmp_root, *(self.root / r for r in records.RECORD_DIRS)):
                 d.mkdir(parents=True, exist_ok=True)
@@ -154,11 +156,12 @@ class BlobStore:
     @property
     def tmp_dir(self) -> Path:
         """This process's own temp folder in the store (same filesystem as the blobs, so renames are atomic)."""
-        if self._scratch is None:
-            with full_disk_reported(self.root):
-                self._scratch = Scratch(self.tmp_root)
-            weakref.finalize(self, self._scratch.release)  # also at interpreter exit
-        return self._scratch.path
+        with self._scratch_lock:
+            if self._scratch is None:
+                with full_disk_reported(self.root):
+                    self._scratch = Scratch(self.tmp_root)
+                weakref.finalize(self, self._scratch.release)  # also at interpreter exit
+            return self._scratch.path
 
     def close(self) -> None:
         """Remove this process's temp folder (a killed process's is removed by the next run)."""

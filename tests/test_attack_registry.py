@@ -338,3 +338,10 @@ def _remote_digest(host: str, ref: str) -> str:
 
 def test_errors_are_lamina_errors():
     assert issubclass(DocumentError, LaminaError)
+
+
+def test_a_missing_ca_file_flag_is_a_clear_error(tmp_path):
+    (tmp_path / "lamina.toml").write_text('[images.a]\nfrom = "scratch"\nsymlinks = { "/x" = "y" }\n')
+    result = run(tmp_path, tmp_path / "store", "build", "--push", "--registry", "127.0.0.1:1", "--ca-file",
+                 str(tmp_path / "nope.pem"))
+    assert_one_line_error(result, "--ca-file", "nope.pem does not exist")

@@ -17,6 +17,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from lamina.oci.files import file_mode
+
 ALIVE = ".alive"
 CLAIMING = ".claim-"
 
@@ -28,6 +30,7 @@ class Scratch:
         for _ in range(5):
             name = f"p{os.getpid()}-{secrets.token_hex(4)}"
             fd, claim = tempfile.mkstemp(dir=tmp_root, prefix=CLAIMING)
+            os.fchmod(fd, file_mode())  # a normal mode, as every file lamina writes
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 os.rename(claim, tmp_root / (name + ALIVE))

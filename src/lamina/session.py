@@ -126,6 +126,7 @@ class Session:
 
     def close(self) -> None:
         self.registries.close()
+        self.store.close()  # its temp folder (a killed process's is removed by the next run)
 
     def __enter__(self) -> Session:
         return self

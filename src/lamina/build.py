@@ -179,11 +179,13 @@ def plan_image(
     lock_section: Callable[[str], dict[str, Any] | None],
     siblings: Mapping[str, Base] | None = None,
     fetch: bool = True,
+    download: bool = True,
 ) -> PlannedImage:
     """Resolve the base of ``spec`` for ``platform`` and run its steps: each locks its inputs and,
     with ``fetch``, downloads what its new layers need and describes them (packages at the bottom,
     then Python, then the image's own files). Without ``fetch`` nothing is downloaded or described:
-    ``lamina lock`` and ``lamina check``."""
+    ``lamina lock`` and ``lamina check``. With ``fetch`` but not ``download``, the layers are described
+    and nothing is downloaded: the plan ``lamina build --dry-run`` shows."""
     started = time.monotonic()
     base = resolve_base(spec.base, platform, store, registries, project_root=project_root, siblings=siblings)
     ctx = StepContext(
@@ -198,6 +200,7 @@ def plan_image(
         media_type=options.media_type,
         mtime=options.mtime,
         fetch=fetch,
+        download=download,
         states=dict(base.states) if base else {},
         os_packages=dict(base.os_packages) if base else {},
     )

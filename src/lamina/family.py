@@ -62,9 +62,13 @@ class Family:
     pushing: bool = False
     locked: bool = False
     update: Iterable[str] = ()
+    #: With ``update``: only these Python distributions move in the images updated (``lamina update PACKAGE``).
+    upgrade: Iterable[str] = ()
     platforms: Sequence[Platform] = ()
     on_status: Callable[[str, str], None] | None = None
     on_layer: Callable[[str, BuiltLayer], None] | None = None
+    #: False: what is resolved stays in memory (``lamina build --dry-run`` writes nothing).
+    save_lock: bool = True
     lock: Lock = field(init=False)
 
     def __post_init__(self) -> None:
@@ -76,7 +80,8 @@ class Family:
         self.debian = Debian(self.store, settings_of(self.config), locked=self.locked, update=update,
                              lock_name=self.lock.path.name, on_status=status)
         self.python = PythonSession(self.store, self.config.python, self.config.root, locked=self.locked,
-                                    update=update, lock_name=self.lock.path.name, on_status=status)
+                                    update=update, upgrade=self.upgrade, lock_name=self.lock.path.name,
+                                    on_status=status)
         self.steps: list[Step] = [DebianStep(self.debian), PythonStep(self.python),
                                   FilesStep(str(self.config.root))]
         self.resolved: list[str] = []
@@ -113,18 +118,8 @@ class Family:
         pool (so base-ml's layers are compressed while base-runtime's are), then assemble the images,
         bases first. With ``lock_only``, the first step only, fetching nothing (``lamina lock``).
         """
-        self.conflicts = []
-        plans: dict[Key, PlannedImage] = {}
         try:
-            for name, platform in self.keys(names):
-                spec = self.config.image(name)
-                if spec.base in self.config.images and (spec.base, platform) not in plans:
-                    self._missing_base_platform(spec, platform)
-                    continue  # its base could not be planned (a conflict, reported)
-                drafts = {b: p.as_base(self.base_name(p.spec)) for (b, pf), p in plans.items() if pf == platform}
-                planned = self._plan(spec, platform, drafts, fetch=not lock_only)
-                if planned is not None:
-                    plans[(name, platform)] = planned
+            plans = self._plan_all(names, fetch=not lock_only)
             if lock_only:
                 built = [BuiltImage(p.name, p.platform, p.draft, p.base, [], None, p.results, p.states,
                                     p.os_packages, p.seconds) for p in plans.values()]
@@ -132,8 +127,32 @@ class Family:
                 built = self._build_and_finish(plans)
         finally:
             self.close()
-        self.lock.save()
+        self._save_lock()
         return built
+
+    def plan(self, names: Sequence[str], *, download: bool = True) -> dict[Key, PlannedImage]:
+        """The first step of :meth:`build` alone: every image planned, its layers described (keys,
+        descriptions, components), nothing built. Without ``download`` nothing is downloaded either
+        (``lamina build --dry-run``). Call :meth:`close` after."""
+        return self._plan_all(names, fetch=True, download=download)
+
+    def _plan_all(self, names: Sequence[str], *, fetch: bool, download: bool = True) -> dict[Key, PlannedImage]:
+        self.conflicts = []
+        plans: dict[Key, PlannedImage] = {}
+        for name, platform in self.keys(names):
+            spec = self.config.image(name)
+            if spec.base in self.config.images and (spec.base, platform) not in plans:
+                self._missing_base_platform(spec, platform)
+                continue  # its base could not be planned (a conflict, reported)
+            drafts = {b: p.as_base(self.base_name(p.spec)) for (b, pf), p in plans.items() if pf == platform}
+            planned = self._plan(spec, platform, drafts, fetch=fetch, download=download)
+            if planned is not None:
+                plans[(name, platform)] = planned
+        return plans
+
+    def _save_lock(self) -> None:
+        if self.save_lock:
+            self.lock.save()
 
     def _missing_base_platform(self, spec: ImageSpec, platform: Platform) -> None:
         base = self.config.image(spec.base)
@@ -145,7 +164,7 @@ class Family:
             )
 
     def _plan(self, spec: ImageSpec, platform: Platform, drafts: dict[str, Base], *,
-              fetch: bool) -> PlannedImage | None:
+              fetch: bool, download: bool = True) -> PlannedImage | None:
         """Plan one image; a pin conflict becomes a finding (the image is skipped) so every one is
         reported. New lock sections are recorded (and the lock saved, so a later failure keeps them)."""
         if self.on_status:
@@ -155,7 +174,7 @@ class Family:
             planned = plan_image(spec, platform, steps=self.steps, store=self.store, registries=self.registries,
                                  options=self.options, project_root=self.config.root,
                                  lock_section=lambda kind: self.lock.section(spec.name, where, kind),
-                                 siblings=drafts, fetch=fetch)
+                                 siblings=drafts, fetch=fetch, download=download)
         except PinConflict as conflict:
             self.conflicts.extend(conflict.findings)
             return None
@@ -164,7 +183,7 @@ class Family:
             self.lock.set_section(spec.name, where, result.kind, result.lock)
         if resolved:
             self.resolved.append(spec.name)
-            self.lock.save()
+            self._save_lock()
         return planned
 
     def _build_and_finish(self, plans: dict[Key, PlannedImage]) -> list[BuiltImage]:

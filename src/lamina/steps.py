@@ -55,6 +55,9 @@ class StepContext:
     media_type: str
     mtime: int
     fetch: bool = True
+    #: With ``fetch``: download what the uncached layers need. False describes the layers (their keys,
+    #: descriptions and components) without downloading anything: ``lamina build --dry-run``.
+    download: bool = True
     states: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     os_packages: dict[str, str] = field(default_factory=dict)

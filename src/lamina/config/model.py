@@ -56,6 +56,9 @@ class ImageSpec:
     annotations: Mapping[str, str] = field(default_factory=dict)
     repository: str | None = None
     tags: tuple[str, ...] = ()
+    #: This base's own ``base_version`` (wins over the project's): set by ``lamina update`` when only
+    #: some bases changed, so the others and the images on them keep their tags and digests.
+    base_version: str | None = None
     packages: tuple[str, ...] = ()
     requirements: tuple[Path, ...] = ()
     python_packages: tuple[str, ...] = ()
@@ -108,6 +111,8 @@ class ProjectConfig:
     owner: str | None = None
     version: str | None = None
     base_version: str | None = None
+    #: How ``lamina update`` moves a base's version: patch (v1.0.1 → v1.0.2), minor, major or date.
+    base_version_scheme: str = "patch"
     format: Format = "oci"
     compression: Compression = "gzip"
     output: str = DEFAULT_OUTPUT

@@ -159,6 +159,8 @@ class _Reader:
                                  f"quote it: {key} = \"{self._raw_value('project', key) or proj[key]}\"")
             if (v := self.get("project", proj, key, (str, int), "a string")) is not None:
                 values[key] = str(v)
+        values["base_version_scheme"] = self.choice("project", proj, "base_version_scheme",
+                                                    ("patch", "minor", "major", "date"), "patch")
         values["format"] = self.choice("project", proj, "format", get_args(Format), "oci")
         values["compression"] = self.choice("project", proj, "compression", get_args(Compression), "gzip")
         values["insecure_registries"] = tuple(self.str_list("project", proj, "insecure_registries") or ())
@@ -274,6 +276,7 @@ class _Reader:
             annotations=self.str_map(table, body, "annotations"),
             repository=repository,
             tags=tuple(self.str_list(table, body, "tags") or ()),
+            base_version=self.get(table, body, "base_version", str, "a tag such as \"v1.0.2\""),
             packages=packages,
             requirements=tuple(self.requirement_files(table, body)),
             python_packages=tuple(self.str_list(table, body, "python_packages") or ()),
@@ -414,12 +417,12 @@ class _Reader:
 
 
 _PROJECT_KEYS = dict.fromkeys(
-    ["registry", "owner", "version", "base_version", "format", "compression", "output", "insecure_registries", "source", "revision", "platform",
+    ["registry", "owner", "version", "base_version", "base_version_scheme", "format", "compression", "output", "insecure_registries", "source", "revision", "platform",
      "platforms", "ca_file", "debian_mirror", "debian_security_mirror", "debian_suites", "debian_keyring"]
 )
 _IMAGE_KEYS = dict.fromkeys(
     ["from", "platform", "copy", "symlinks", "env", "workdir", "user", "entrypoint", "cmd", "expose", "labels", "healthcheck",
-     "annotations", "repository", "tags", "packages", "requirements", "python_packages", "python", "platforms"]
+     "annotations", "repository", "tags", "base_version", "packages", "requirements", "python_packages", "python", "platforms"]
 )
 _PYTHON_KEYS = dict.fromkeys(["index_url", "extra_index_urls", "find_links", "manylinux", "no_index"])
 _SERVICE_KEYS = dict.fromkeys(

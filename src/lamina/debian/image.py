@@ -264,8 +264,9 @@ class Debian:
     # layers -----------------------------------------------------------------------------------
 
     def layers(self, spec: ImageSpec, after: DebianState, section: Mapping[str, Any], *, media_type: str,
-               mtime: int) -> PreparedLayers:
-        """Describe the image's Debian layers and download what the uncached ones need."""
+               mtime: int, download: bool = True) -> PreparedLayers:
+        """Describe the image's Debian layers and download what the uncached ones need (not with
+        ``download`` False: a dry run)."""
         packages = packages_of(section)
         urls = {s["suite"]: s["url"] for s in section["sources"]}
         layers: list[tuple[LayerSpec, tuple[Component, ...]]] = []
@@ -282,7 +283,7 @@ class Debian:
             spec_ = LayerSpec(lambda group=group: package_layer_entries(self.store, group), description, key=key)
             layers.append((spec_, tuple(_component(p, urls, spec.name) for p in group)))
         downloads = [Download(f"{urls[p.suite].rstrip('/')}/{p.filename}", p.digest, p.size, p.label) for p in needed]
-        fetched = self.archive.fetch(downloads, self.on_status)
+        fetched = self.archive.fetch(downloads, self.on_status) if download else 0
         return PreparedLayers(layers, fetched)
 
 

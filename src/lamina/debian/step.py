@@ -35,7 +35,8 @@ class DebianStep:
         result = StepResult(self.kind, after, section, resolved, env=debian_env(ctx.spec, after, ctx.base_env),
                             os_packages=os_packages(after))
         if ctx.fetch:
-            prepared = self.session.layers(ctx.spec, after, section, media_type=ctx.media_type, mtime=ctx.mtime)
+            prepared = self.session.layers(ctx.spec, after, section, media_type=ctx.media_type, mtime=ctx.mtime,
+                                           download=ctx.download)
             result.layers = [StepLayer(spec, components) for spec, components in prepared.layers]
             result.added, result.downloaded = len(packages_of(section)), prepared.downloaded
         return result

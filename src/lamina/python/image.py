@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import canonicalize_name
+
 from lamina.config import ImageSpec, PythonSettings
 from lamina.errors import LaminaError, LockStaleError
 from lamina.inventory import Component
@@ -77,7 +79,7 @@ class PythonSession:
     (paths in lock sections are relative to it)."""
 
     def __init__(self, store: BlobStore, settings: PythonSettings, root: Path, *, locked: bool = False,
-                 update: Iterable[str] = (), lock_name: str = "lamina.lock",
+                 update: Iterable[str] = (), upgrade: Iterable[str] = (), lock_name: str = "lamina.lock",
                  on_status: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.settings = settings
@@ -85,6 +87,9 @@ class PythonSession:
         self.indexes = indexes_of(settings)
         self.locked = locked
         self.update = set(update)
+        #: When set, an image re-resolved because it is in ``update`` keeps every other distribution it
+        #: locked at its version (``lamina update PACKAGE``): only these move (and what they need).
+        self.upgrade = {canonicalize_name(n) for n in upgrade}
         self.lock_name = lock_name
         self.on_status = on_status
         self._layer_sets: list[PythonLayers] = []
@@ -101,7 +106,7 @@ class PythonSession:
         minor = _minor_from_env(env)
         interpreter = spec.python or (f"/usr/bin/python{minor}" if debian_python and minor else None)
         return target_from_config(config, platform, interpreter=interpreter, manylinux=self.settings.manylinux,
-                                  where=f"image {spec.name!r}")
+                                  where=f"image {spec.name!r} for {platform}")
 
     def lock_image(self, spec: ImageSpec, target: PythonTarget, base_state: PythonState | None,
                    current: Mapping[str, Any] | None, *,
@@ -121,7 +126,10 @@ class PythonSession:
                 raise LockStaleError(f"the Python packages of {spec.name!r} ({target.platform}) are {state} "
                                      f"{self.lock_name}",
                                      hint="run `lamina lock` and commit the lock file, or build without --locked")
-            section = self._resolve(spec, target, extra, constraints, fingerprint)
+            held = {} if not self.upgrade or section is None else {
+                str(d["name"]): str(d["version"]) for d in section.get("dists", [])
+                if canonicalize_name(str(d["name"])) not in self.upgrade and d["name"] not in constraints}
+            section = self._resolve(spec, target, extra, constraints, fingerprint, held)
         added = [LockedDist.from_lock(d) for d in section["dists"]]
         dists = dict(base_state.dists) if base_state else {}
         dists.update({d.name: d for d in added})
@@ -148,11 +156,22 @@ class PythonSession:
             raise PinConflict(spec.name, findings)
 
     def _resolve(self, spec: ImageSpec, target: PythonTarget, extra: Sequence[str], constraints: Mapping[str, str],
-                 fingerprint: str) -> dict[str, Any]:
+                 fingerprint: str, held: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Resolve with the base's pins as constraints; ``held`` pins are kept too when they can be (a
+        resolution they make impossible is done again without them)."""
         if self.on_status:
             self.on_status(f"resolving Python packages of {spec.name} for {target.describe()}")
-        dists = resolve(spec.requirements, target, extra=extra, constraints=constraints, indexes=self.indexes,
-                        where=f"image {spec.name!r}")
+        where = f"image {spec.name!r} for {target.platform} (Python {target.minor})"
+        dists = None
+        if held:
+            try:
+                dists = resolve(spec.requirements, target, extra=extra, constraints={**held, **constraints},
+                                indexes=self.indexes, where=where)
+            except LaminaError:
+                dists = None  # what was asked to move needs another version of a held one
+        if dists is None:
+            dists = resolve(spec.requirements, target, extra=extra, constraints=constraints, indexes=self.indexes,
+                            where=where)
         added = [d for d in dists if d.name not in constraints]
         changed = [d for d in dists if d.name in constraints and d.version != constraints[d.name]]
         if changed:
@@ -181,9 +200,10 @@ class PythonSession:
 
     def prepare(self, spec: ImageSpec, platform: Platform, base: Image | None, base_state: PythonState | None,
                 current: Mapping[str, Any] | None, *, own_env: Mapping[str, str], debian_python: bool,
-                media_type: str, mtime: int, fetch: bool = True, uid: int = 0, gid: int = 0) -> PreparedPython:
+                media_type: str, mtime: int, fetch: bool = True, download: bool = True, uid: int = 0,
+                gid: int = 0) -> PreparedPython:
         """Lock (or resolve) the image's distributions; with ``fetch``, fetch the wheels the uncached
-        layers need and describe the layers."""
+        layers need (unless not ``download``: a dry run) and describe the layers."""
         target, makes_venv, env = self.plan(spec, platform, base, base_state, own_env=own_env,
                                             debian_python=debian_python)
         section, state, resolved = self.lock_image(spec, target, base_state, current, makes_venv=makes_venv)
@@ -193,7 +213,7 @@ class PythonSession:
             return prepared
         groups = group_dists(added)
         check_budget(spec.name, len(base.layers) if base else 0, len(groups) + 1)
-        needed = self._uncached(groups, target, media_type, mtime, uid, gid)
+        needed = self._uncached(groups, target, media_type, mtime, uid, gid) if download else []
 
         def count(_: LockedDist, size: int) -> None:
             prepared.downloaded += size

@@ -30,7 +30,7 @@ class PythonStep:
         prepared = self.session.prepare(
             spec, ctx.platform, ctx.base_image, prior if isinstance(prior, PythonState) else None,
             ctx.lock_section(self.kind), own_env=ctx.env, debian_python=has_os_python(ctx.os_packages),
-            media_type=ctx.media_type, mtime=ctx.mtime, fetch=ctx.fetch,
+            media_type=ctx.media_type, mtime=ctx.mtime, fetch=ctx.fetch, download=ctx.download,
         )
         result.state, result.lock, result.resolved = prepared.state, prepared.section, prepared.resolved
         result.env = prepared.env

@@ -171,3 +171,24 @@ def test_disk_full_in_the_output_is_one_line(tmp_path, small_disk, output):
     assert_one_line_error(result, "no space left on the device holding")
     assert not (small_disk / "app.tar").exists() and not (small_disk / "out" / "index.json").exists()
     verify_ok(root, store)
+
+
+def test_a_tampered_layer_is_not_pushed(tmp_path, registry):
+    from registry_servers import unique_repo
+
+    root = make_project(tmp_path / "proj", megabytes=1, files=1)
+    store = root / "store"
+    assert run(root, store, *BUILD).returncode == 0
+    blob = _first_layer_blob(store, root / "out")
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    os.chmod(blob, 0o644)
+    blob.write_bytes(bytes(data))
+    owner = unique_repo("tampered")
+    result = run(root, store, "build", "app", "--push", "--registry", registry.host, "--owner", owner, "--no-check")
+    assert_one_line_error(result, blob.name[:12])
+    from lamina.oci.registry.client import RegistryClient
+
+    with RegistryClient(registry.host) as client:
+        assert client.head_manifest(f"{owner}/app", "1") is None  # no image names the corrupt blob
+        assert client.blob_size(f"{owner}/app", "sha256:" + blob.name) is None

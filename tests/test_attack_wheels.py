@@ -190,3 +190,18 @@ def test_the_installer_release_and_the_layer_format_are_part_of_the_layer_keys(t
     assert layer._full_key("k", "m+gzip", 1) != full
     maker.cleanup()
     assert stat.S_ISDIR(os.stat(tmp_path).st_mode)
+
+
+def test_a_record_with_hex_hashes_is_accepted_when_the_bytes_match(tmp_path):
+    """A few wheels on PyPI (gmsh) write hex instead of base64: the content still has to hash to it."""
+    code = b"VALUE = 1\n"
+    meta = {"hexy-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: hexy\nVersion: 1.0\n",
+            "hexy-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: t\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(record_line(n, d) for n, d in meta.items())
+    good = record + f"hexy.py,sha256={hashlib.sha256(code).hexdigest()},{len(code)}\nhexy-1.0.dist-info/RECORD,,\n"
+    wheel = write_wheel(tmp_path / "hexy-1.0-py3-none-any.whl", {"hexy.py": code}, name="hexy", record=good)
+    check_wheel(wheel, wheel.name)
+    bad = good.replace(hashlib.sha256(code).hexdigest(), hashlib.sha256(b"other").hexdigest())
+    wheel = write_wheel(tmp_path / "hexy-1.0-py3-none-any.whl", {"hexy.py": code}, name="hexy", record=bad)
+    with pytest.raises(UnsafePathError, match="does not match its RECORD hash"):
+        check_wheel(wheel, wheel.name)

@@ -196,7 +196,7 @@ def test_a_record_with_hex_hashes_is_accepted_when_the_bytes_match(tmp_path):
     """A few wheels on PyPI (gmsh) write hex instead of base64: the content still has to hash to it."""
     code = b"VALUE = 1\n"
     meta = {"hexy-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: hexy\nVersion: 1.0\n",
-            "hexy-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: t\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+            "hexy-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
     record = "".join(record_line(n, d) for n, d in meta.items())
     good = record + f"hexy.py,sha256={hashlib.sha256(code).hexdigest()},{len(code)}\nhexy-1.0.dist-info/RECORD,,\n"
     wheel = write_wheel(tmp_path / "hexy-1.0-py3-none-any.whl", {"hexy.py": code}, name="hexy", record=good)

@@ -188,7 +188,7 @@ class PythonSession:
             dists = resolve(files, target, extra=extra, constraints=constraints, indexes=self.indexes,
                             where=where, no_deps=exact)
         check_hashes(spec.name, [r for lock in locks if lock for r in lock], dists, exact=exact)
-        dists = [build_wheel(d, self.store, self.indexes, where=f"image {spec.name!r}") if d.unbuilt_sdist else d
+        dists = [build_wheel(d, self.store, self.indexes, where=where) if d.unbuilt_sdist else d
                  for d in dists]
         added = [d for d in dists if d.name not in constraints]
         changed = [d for d in dists if d.name in constraints and d.version != constraints[d.name]]

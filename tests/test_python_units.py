@@ -11,7 +11,7 @@ from lamina.errors import ConfigError
 from lamina.oci.model import Platform
 from lamina.python.check import ERROR, NOTE, WARNING, check_service, imports_in, wheel_modules
 from lamina.python.install import install_wheel
-from lamina.python.layers import BUCKETS, group_dists
+from lamina.python.layers import BUCKETS, LAYER_BUDGET, RESERVE, ROOM, bucket_of, group_dists, room_for
 from lamina.python.requirements import read_requirements
 from lamina.python.resolve import LockedDist, parse_pylock
 from lamina.python.target import PythonTarget
@@ -37,17 +37,36 @@ def test_bad_requirement_names_file_and_line(tmp_path):
         read_requirements(tmp_path / "r.txt")
 
 
-def test_grouping_is_stable_when_packages_come_and_go():
-    small = [dist(f"pkg{i}") for i in range(30)]
+def test_each_distribution_has_its_own_layer_while_the_image_has_room():
+    dists = [dist(f"pkg{i}") for i in range(30)] + [dist("orjson", "3.10.13", 130_000), dist("fastapi", "0.115.6")]
+    groups = group_dists(dists, room=40)
+    assert sorted(len(g) for g in groups) == [1] * 32
+    bumped = [d if d.name != "orjson" else dist("orjson", "3.10.12", 131_000) for d in dists]
+    changed = [g for g in group_dists(bumped, room=40) if g not in groups]
+    assert [[d.pin for d in g] for g in changed] == [["orjson==3.10.12"]]  # one library moved: one layer
+
+
+def test_above_its_room_an_image_groups_small_families_and_stays_stable():
+    small = [dist(f"pkg{i}") for i in range(30)] + [dist("pydantic", size=400_000), dist("pydantic-core", size=2000),
+                                                     dist("opentelemetry-api"), dist("opentelemetry-sdk")]
     big = [dist("torch", size=200_000_000), dist("numpy", size=20_000_000)]
-    groups = group_dists(small + big)
-    assert len(groups) <= BUCKETS + 2
-    assert [["numpy"], ["torch"]] == [[d.name for d in g] for g in groups[-2:]]
+    groups = group_dists(small + big, room=12)
+    assert len(groups) <= 12 and len(groups) <= BUCKETS + 3
+    assert [["numpy"], ["pydantic"], ["torch"]] == [[d.name for d in g] for g in groups[-3:]]  # >= 256 KiB: alone
+    where = {d.name: i for i, g in enumerate(groups) for d in g}
+    assert where["opentelemetry-api"] == where["opentelemetry-sdk"]  # released together, rebuilt together
+    assert bucket_of("pydantic-core") == bucket_of("pydantic")
     bumped = [d if d.name != "pkg3" else dist("pkg3", "2.0") for d in small] + big
-    changed = [a != b for a, b in zip(groups, group_dists(bumped))]
+    changed = [a != b for a, b in zip(groups, group_dists(bumped, room=12))]
     assert sum(changed) == 1  # only pkg3's bucket
-    without = group_dists([d for d in small if d.name != "pkg7"] + big)
+    without = group_dists([d for d in small if d.name != "pkg7"] + big, room=12)
     assert sum(1 for g in without if g not in groups) == 1  # only pkg7's bucket changed
+
+
+def test_room_shrinks_with_the_base_and_never_below_the_buckets():
+    assert room_for(0) == ROOM
+    assert room_for(LAYER_BUDGET - RESERVE - 20) == 20
+    assert room_for(LAYER_BUDGET) == BUCKETS
 
 
 def test_pylock_wheels_become_locked_dists():

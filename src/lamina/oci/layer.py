@@ -70,22 +70,26 @@ def build_layer(
     if key is None:
         entries = list(spec.entries())
         key = "sig:" + signature(entries)
-    if (found := cached_layer(store, key, media_type, mtime)) is not None:
+    if (found := cached_layer(store, key, media_type, mtime, compression)) is not None:
         return BuiltLayer(found, spec.description, True)
     layer, reused = _write(store, spec.entries() if entries is None else entries, compression, media_type, mtime)
-    store.put_key(LAYER_KEY_KIND, _full_key(key, media_type, mtime), {"diff_id": layer.diff_id})
+    store.put_key(LAYER_KEY_KIND, _full_key(key, media_type, mtime, compression), {"diff_id": layer.diff_id})
     return BuiltLayer(layer, spec.description, reused)
 
 
-def cached_layer(store: BlobStore, key: str, media_type: str, mtime: int) -> StoredLayer | None:
+def cached_layer(
+    store: BlobStore, key: str, media_type: str, mtime: int, compression: Compression | None = None
+) -> StoredLayer | None:
     """The stored layer made earlier from inputs with this key, if any: callers use it to skip
-    preparing inputs (downloads, installs) of layers that will not be made again."""
-    record = store.get_key(LAYER_KEY_KIND, _full_key(key, media_type, mtime))
-    return store.find_layer(record["diff_id"], media_type, compressor_id(compression_of(media_type))) if record else None
+    preparing inputs (downloads, installs) of layers that will not be made again. ``compression``
+    defaults to what ``media_type`` names (for gzip, the default deflate)."""
+    kind = compression or compression_of(media_type)
+    record = store.get_key(LAYER_KEY_KIND, _full_key(key, media_type, mtime, kind))
+    return store.find_layer(record["diff_id"], media_type, compressor_id(kind)) if record else None
 
 
-def _full_key(key: str, media_type: str, mtime: int) -> str:
-    return f"{key}\0{media_type}\0{compressor_id(compression_of(media_type))}\0{mtime}"
+def _full_key(key: str, media_type: str, mtime: int, compression: Compression) -> str:
+    return f"{key}\0{media_type}\0{compressor_id(compression)}\0{mtime}"
 
 
 def _write(

@@ -1,15 +1,23 @@
 """Which installed distributions go in which layer, and the layers themselves.
 
-The rule, stable by construction: a distribution whose wheel is at least :data:`ALONE_BYTES` (1 MiB) gets a
-layer of its own; the others share one of :data:`BUCKETS` layers chosen by a hash of their name
-alone. So bumping a package changes only its layer (or its bucket's), and adding or removing one
-never moves the others. A whole image stays well under the runtimes' ~127-layer limit: lamina
-refuses more than :data:`LAYER_BUDGET` layers and says which image is too big.
+The rule (:func:`group_dists`): every distribution gets a layer of its own while the image's own
+distributions fit in its share of the layer budget (``room``); a one-version move then rebuilds and
+pushes exactly that distribution's layer. Above the room, grouping starts, by a ladder of size
+thresholds: the first threshold at which the layers fit is used; distributions whose wheel is at
+least that big keep a layer of their own, the smaller ones share one of :data:`BUCKETS` layers chosen
+by a hash of their *family* (the first part of their name: ``opentelemetry-api`` and
+``opentelemetry-sdk``, ``pydantic`` and ``pydantic-core``, which are released together), so what
+changes together is rebuilt together. A distribution's layer depends on its own name and wheel size
+and on the image's threshold only, never on other distributions' versions: bumping one changes only
+its layer (or its bucket's), adding or removing one moves no other. A whole image stays well under
+the runtimes' ~127-layer limit: lamina refuses more than :data:`LAYER_BUDGET` layers and says which
+image is too big.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -22,22 +30,51 @@ from lamina.python.install import install_wheel, staged_entries
 from lamina.python.resolve import LockedDist
 from lamina.python.target import PythonTarget
 
-ALONE_BYTES = 1024 * 1024
+#: Size thresholds tried in turn when an image's distributions do not fit its room one per layer (0:
+#: every distribution alone). The last resort puts every distribution in a bucket.
+THRESHOLDS = (0, 256 * 1024, 1024 * 1024, 4 * 1024 * 1024, 16 * 1024 * 1024, 1 << 62)
+ALONE_BYTES = 1024 * 1024  # kept for callers of the 0.x rule
 BUCKETS = 8
 LAYER_BUDGET = 100
+#: The layers an image's own distributions may take when the caller does not say (see :func:`room_for`).
+ROOM = 40
+#: Layers kept free by :func:`room_for` for the images built on this one (their code, their own packages).
+RESERVE = 16
 LAYOUT_VERSION = "python-layer-v2"  # change whenever what goes into a layer changes
 
 
+def family(name: str) -> str:
+    """The first part of a distribution's normalized name: members of a family are released together."""
+    return re.split(r"[-_.]+", name.lower(), maxsplit=1)[0]
+
+
 def bucket_of(name: str) -> int:
-    return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % BUCKETS
+    """The bucket of a distribution below the image's threshold: by its family, so families stay together."""
+    return int(hashlib.sha256(family(name).encode()).hexdigest()[:8], 16) % BUCKETS
 
 
-def group_dists(dists: Sequence[LockedDist]) -> list[list[LockedDist]]:
-    """Buckets of small distributions (by bucket number), then big ones alone (by name)."""
+def room_for(base_layers: int) -> int:
+    """The layers an image's own distributions may take: at most :data:`ROOM`, and what the budget leaves
+    above its base less :data:`RESERVE` for the images built on it (never fewer than :data:`BUCKETS`)."""
+    return max(BUCKETS, min(ROOM, LAYER_BUDGET - base_layers - RESERVE))
+
+
+def group_dists(dists: Sequence[LockedDist], room: int = ROOM) -> list[list[LockedDist]]:
+    """Layers for an image's own distributions: each alone when they fit in ``room`` layers, else the
+    smaller ones by family in buckets (by bucket number), then the others alone (by name)."""
+    groups: list[list[LockedDist]] = []
+    for threshold in THRESHOLDS:
+        groups = _grouped(dists, threshold)
+        if len(groups) <= room:
+            break
+    return groups
+
+
+def _grouped(dists: Sequence[LockedDist], threshold: int) -> list[list[LockedDist]]:
     buckets: dict[int, list[LockedDist]] = {}
     alone = []
     for dist in sorted(dists, key=lambda d: d.name):
-        if (dist.size or 0) >= ALONE_BYTES:
+        if threshold == 0 or (dist.size or 0) >= threshold:
             alone.append([dist])
         else:
             buckets.setdefault(bucket_of(dist.name), []).append(dist)

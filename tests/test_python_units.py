@@ -118,6 +118,46 @@ def test_bytecode_is_the_same_whatever_the_file_times(tmp_path):
     assert outputs[0] == outputs[1]
 
 
+def make_named_wheel(tmp_path: Path, name: str, modules: int) -> Path:
+    wheel = tmp_path / f"{name}-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for i in range(modules):
+            zf.writestr(f"{name}/m{i}.py", f"NAMES = {{'a{i}', 'b', 'c'}}\ndef f(self, x):\n    return self.{name}(x, 'k{i % 3}')\n")
+        zf.writestr(f"{name}/tests/test_it.py", "def test():\n    pass\n")
+        zf.writestr(f"{name}/py2.py", "print 'not python 3'\n")
+        zf.writestr(f"{name}-1.0.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+        zf.writestr(f"{name}-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(f"{name}-1.0.dist-info/RECORD", "")
+    return wheel
+
+
+def test_bytecode_does_not_depend_on_how_many_processes_compile_it(tmp_path, monkeypatch):
+    """Files are compiled in fixed chunks by fresh interpreters: the bytes are the same whether one or
+    three compile at once; each .pyc is listed in the RECORD of the distribution owning its source."""
+    if not TARGET.host_can_compile:
+        pytest.skip("the host Python is not 3.11")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lamina.python import install
+
+    monkeypatch.setattr(install, "COMPILE_CHUNK", 7)
+    wheels = [make_named_wheel(tmp_path, "alpha", 30), make_named_wheel(tmp_path, "beta", 12)]
+    outputs = []
+    for threads in (1, 3):
+        monkeypatch.setattr(install, "_compile_pool", ThreadPoolExecutor(threads))
+        staging = tmp_path / f"stage{threads}"
+        for wheel in wheels:
+            install_wheel(wheel, wheel.name.split("-")[0], TARGET, staging, compile_bytecode=False)
+        install.compile_site_packages(staging, TARGET)
+        site = staging / "opt/venv/lib/python3.11/site-packages"
+        outputs.append({p.relative_to(site).as_posix(): p.read_bytes() for p in sorted(site.rglob("*.pyc"))})
+        for name, count in (("alpha", 30), ("beta", 12)):
+            record = (site / f"{name}-1.0.dist-info/RECORD").read_text()
+            assert record.count(".pyc,") == count and f"{name}/__pycache__/m0.cpython-311.pyc,sha256=" in record
+    assert outputs[0] == outputs[1] and len(outputs[0]) == 42
+    assert not any("tests" in name or "py2" in name for name in outputs[0])  # test suites skipped, py2 fails
+
+
 def test_venv_is_made_by_hand():
     entries = {e.path: e for e in venv_entries(TARGET)}
     cfg = entries["opt/venv/pyvenv.cfg"].data.decode()

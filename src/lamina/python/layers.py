@@ -26,9 +26,11 @@ from pathlib import Path
 from lamina.errors import LaminaError
 from lamina.oci.layer import LayerSpec, input_key
 from lamina.oci.tar import Entry
-from lamina.python.install import install_wheel, staged_entries
+from lamina.oci.store import BlobStore
+from lamina.python.install import compile_site_packages, install_wheel, staged_entries
 from lamina.python.resolve import LockedDist
 from lamina.python.target import PythonTarget
+from lamina.python.wheels import fetch_wheels
 
 #: Size thresholds tried in turn when an image's distributions do not fit its room one per layer (0:
 #: every distribution alone). The last resort puts every distribution in a bucket.
@@ -94,9 +96,10 @@ class PythonLayers:
     """Layer specs for groups of wheels; staging directories live until :meth:`cleanup`."""
 
     def __init__(self, target: PythonTarget, wheels: dict[str, Path], scratch: Path, *, uid: int = 0,
-                 gid: int = 0) -> None:
+                 gid: int = 0, store: BlobStore | None = None) -> None:
         self.target = target
         self.wheels = wheels
+        self.store = store
         self.compile = target.host_can_compile
         self.uid, self.gid = uid, gid
         self._root = Path(tempfile.mkdtemp(prefix="python-layers-", dir=scratch))
@@ -109,17 +112,26 @@ class PythonLayers:
         return LayerSpec(lambda: self._entries(group), description, key, weight=sum(d.size or 0 for d in group))
 
     def _entries(self, group: Sequence[LockedDist]) -> list[Entry]:
+        """Install the group's wheels, then compile them in one go (its chunks on every core)."""
         staging = Path(tempfile.mkdtemp(prefix="stage-", dir=self._root))
         for dist in group:
-            install_wheel(self._named_wheel(dist), dist.name, self.target, staging, compile_bytecode=self.compile)
+            install_wheel(self._named_wheel(dist), dist.name, self.target, staging, compile_bytecode=False)
+        if self.compile:
+            compile_site_packages(staging, self.target)
         return staged_entries(staging, uid=self.uid, gid=self.gid)
 
     def _named_wheel(self, dist: LockedDist) -> Path:
-        """The stored wheel under its real file name (installer reads name and version from it)."""
+        """The stored wheel under its real file name (installer reads name and version from it); a wheel
+        the caller did not fetch is fetched now, by the layer that needs it, while other layers work."""
         link = self._root / "wheels" / dist.filename
         if not link.exists():
             link.parent.mkdir(exist_ok=True)
-            link.symlink_to(self.wheels[dist.name])
+            wheel = self.wheels.get(dist.name)
+            if wheel is None:
+                if self.store is None:
+                    raise LaminaError(f"the wheel of {dist.pin} was not fetched", hint="a bug in lamina; please report it")
+                wheel = fetch_wheels([dist], self.store)[dist.name]
+            link.symlink_to(wheel)
         return link
 
     def cleanup(self) -> None:

@@ -240,7 +240,7 @@ class Bench:
 
         data = Lock.load(lock)
         dists = [LockedDist.from_lock(d) for image in data.data.get("images", {}).values()
-                 for d in image.get("python", {}).get("dists", [])]
+                 for sections in image.values() for d in sections.get("python", {}).get("dists", [])]
         for dist in dists:  # one at a time: two images may lock two versions of one package
             target = self.wheelhouse / dist.filename
             if not target.exists():

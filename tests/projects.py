@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from helpers import run_lamina
+
+__all__ = ["make_hello_project", "run_lamina", "static_busybox"]  # run_lamina: for tests that import it from here
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 
@@ -66,14 +68,3 @@ def make_hello_project(root: Path, *, base: str = "busybox", extra: str = "") ->
     path = root / "lamina.toml"
     path.write_text(HELLO_TOML.format(base=base, extra=extra))
     return path
-
-
-def run_lamina(*args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True, stdin: str | None = None):
-    """Run the real CLI in a subprocess (as a user would)."""
-    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
-    result = subprocess.run(
-        [sys.executable, "-m", "lamina", *args], cwd=cwd, env=full_env, capture_output=True, text=True, input=stdin
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"lamina {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result

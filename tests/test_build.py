@@ -12,22 +12,8 @@ import pytest
 import zstandard
 
 from lamina.oci import mediatypes as mt
-from projects import make_hello_project, run_lamina
-
-
-def layout_index(layout: Path) -> dict:
-    return json.loads((layout / "index.json").read_bytes())
-
-
-def blob(layout: Path, digest: str) -> bytes:
-    return (layout / "blobs" / "sha256" / digest.split(":")[1]).read_bytes()
-
-
-def manifest_of(layout: Path, ref_name: str) -> tuple[str, dict]:
-    for entry in layout_index(layout)["manifests"]:
-        if entry["annotations"]["org.opencontainers.image.ref.name"] == ref_name:
-            return entry["digest"], json.loads(blob(layout, entry["digest"]))
-    raise AssertionError(f"{ref_name} not in layout")
+from helpers import blob, layout_index, manifest_of, run_lamina
+from projects import make_hello_project
 
 
 def check_blobs_match_descriptors(layout: Path, manifest: dict) -> dict:

@@ -190,21 +190,39 @@ def test_stale_reasons():
 def test_lock_file_is_deterministic_toml_and_keeps_other_sections(tmp_path):
     path = tmp_path / "lamina.lock"
     lock = Lock.load(path)
-    lock.set_section("zeta", "debian", {"release": "bookworm", "packages": [locked("a").to_lock()]})
-    lock.set_section("alpha", "debian", {"release": "trixie", "requested": ["python3", "quote\"d"], "packages": []})
+    lock.set_section("zeta", "linux/amd64", "debian", {"release": "bookworm", "packages": [locked("a").to_lock()]})
+    lock.set_section("alpha", "linux/arm64", "debian", {"release": "trixie", "requested": ["python3", "quote\"d"],
+                                                        "packages": []})
+    lock.set_section("alpha", "linux/amd64", "debian", {"release": "trixie", "packages": []})
     assert lock.save()
     text = path.read_text()
-    assert text.index("[images.alpha.debian]") < text.index("[images.zeta.debian]")
+    assert text.index('[images.alpha."linux/amd64".debian]') < text.index('[images.alpha."linux/arm64".debian]') \
+        < text.index('[images.zeta."linux/amd64".debian]')
     data = tomllib.loads(text)
-    assert data["images"]["zeta"]["debian"]["packages"][0]["name"] == "a"
-    assert data["images"]["alpha"]["debian"]["requested"] == ["python3", 'quote"d']
-    path.write_text(text.replace("version = 1\n", "version = 1\n\n[images.alpha.python]\nlocked = true\n"))
+    assert data["version"] == 2
+    assert data["images"]["zeta"]["linux/amd64"]["debian"]["packages"][0]["name"] == "a"
+    assert data["images"]["alpha"]["linux/arm64"]["debian"]["requested"] == ["python3", 'quote"d']
+    path.write_text(text.replace("version = 2\n", 'version = 2\n\n[images.alpha."linux/amd64".python]\nlocked = true\n'))
     again = Lock.load(path)
-    again.set_section("zeta", "debian", {"release": "bookworm", "packages": []})
+    again.set_section("zeta", "linux/amd64", "debian", {"release": "bookworm", "packages": []})
     again.save()
-    assert tomllib.loads(path.read_text())["images"]["alpha"]["python"] == {"locked": True}
+    assert tomllib.loads(path.read_text())["images"]["alpha"]["linux/amd64"]["python"] == {"locked": True}
     assert not Lock.load(path).save()  # unchanged: not rewritten
     assert dumps(tomllib.loads(path.read_text())) == path.read_text()
+
+
+def test_a_format_1_lock_is_read_as_each_images_platform_and_rewritten_only_on_change(tmp_path):
+    path = tmp_path / "lamina.lock"
+    v1 = '# old\nversion = 1\n\n[images.pybase.debian]\nrelease = "bookworm"\npackages = []\n'
+    path.write_text(v1)
+    lock = Lock.load(path, lambda name: "linux/arm64")
+    assert lock.section("pybase", "linux/arm64", "debian") == {"release": "bookworm", "packages": []}
+    assert lock.section("pybase", "linux/amd64", "debian") is None
+    assert not lock.save() and path.read_text() == v1  # nothing changed: the committed file stays as it is
+    lock.set_section("pybase", "linux/arm64", "python", {"dists": []})
+    assert lock.save()
+    data = tomllib.loads(path.read_text())
+    assert data["version"] == 2 and set(data["images"]["pybase"]["linux/arm64"]) == {"debian", "python"}
 
 
 def write_config(tmp_path, body: str):
@@ -247,11 +265,11 @@ def test_config_errors_name_the_line(tmp_path, body, message):
 
 
 def test_an_unreachable_mirror_is_a_clear_error(tmp_path):
-    from projects import run_lamina
+    from helpers import run_lamina
 
     write_config(tmp_path, '[project]\ndebian_mirror = "http://127.0.0.1:9/debian"\n\n[images.a]\nfrom = "debian:bookworm"\n')
     result = run_lamina("lock", cwd=tmp_path, env={"LAMINA_STORE": str(tmp_path / "store"), "NO_PROXY": "127.0.0.1"},
                         check=False)
-    assert result.returncode == 1
+    assert result.returncode == 4  # a network error
     assert "cannot download http://127.0.0.1:9/debian/dists/bookworm/InRelease" in result.stderr.replace("\n", "")
     assert "check the network" in result.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import tempfile
 import time
@@ -18,22 +17,21 @@ import pytest
 from conftest import PODMAN_RUN_FLAGS, container_storage, require_tool
 from conftest import archives_unreachable as reachable
 from conftest import wait_for
-from projects import run_lamina
+import helpers
+from helpers import config_of, run_lamina
 from registry_servers import free_port, unique_repo
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tax-agent"
 OUT = "infra/docker"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 def copy_example(dest: Path) -> Path:
-    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("build", "infra", "__pycache__"))
-    return dest
+    return helpers.copy_example(dest, ignore=("infra",))
 
 
 def lamina(root: Path, *args: str, check: bool = True):
-    return run_lamina(*args, cwd=root, env={"LAMINA_STORE": str(root.parent / "store"), "NO_PROXY": "127.0.0.1,localhost"},
-                      check=check)
+    """The CLI in ``root``, with a store next to it (each test's own)."""
+    return helpers.lamina(root, root.parent / "store", *args, check=check)
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
@@ -64,7 +62,7 @@ def test_export_writes_one_dockerfile_per_image_scripts_bake_ignore_and_readme(p
     assert {"docker-bake.json", ".dockerignore", "README.md", "build-base-images.sh",
             "build-and-push-images.sh"} <= written
     lock = tomllib.loads((project / "lamina.lock").read_text())["images"]
-    with_dists = {n for n, s in lock.items() if s.get("python", {}).get("dists")}
+    with_dists = {n for n, s in lock.items() if s["linux/amd64"].get("python", {}).get("dists")}
     assert {p.removeprefix("requirements/").removesuffix(".txt") for p in written if p.startswith("requirements/")} == with_dists
     for script in ("build-base-images.sh", "build-and-push-images.sh"):
         assert (project / OUT / script).stat().st_mode & 0o111
@@ -75,7 +73,7 @@ def test_export_writes_one_dockerfile_per_image_scripts_bake_ignore_and_readme(p
 
 def test_debian_base_dockerfile_pins_the_lock_and_adds_python3_venv(project):
     text = (project / OUT / "python.Dockerfile").read_text()
-    lock = tomllib.loads((project / "lamina.lock").read_text())["images"]["python"]["debian"]
+    lock = tomllib.loads((project / "lamina.lock").read_text())["images"]["python"]["linux/amd64"]["debian"]
     versions = {p["name"]: p["version"] for p in lock["packages"]}
     assert "FROM debian:bookworm-slim" in text
     assert "apt-get install -y --no-install-recommends" in text and "rm -rf /var/lib/apt/lists/*" in text
@@ -94,7 +92,7 @@ def test_python_images_install_exactly_the_locked_dists_with_hashes(project):
         req = (project / OUT / "requirements" / f"{name}.txt").read_text()
         pattern = r"^([A-Za-z0-9._-]+)==(\S+) \\\n    --hash=sha256:([0-9a-f]{64})$"
         found = {n: (v, h) for n, v, h in re.findall(pattern, req, re.M)}
-        assert found == {d["name"]: (d["version"], d["sha256"]) for d in lock[name]["python"]["dists"]}
+        assert found == {d["name"]: (d["version"], d["sha256"]) for d in lock[name]["linux/amd64"]["python"]["dists"]}
     runtime = (project / OUT / "base-runtime.Dockerfile").read_text()
     assert "ARG BASE_IMAGE=${REGISTRY}/${OWNER}/python:${BASE_VERSION}" in runtime and "FROM ${BASE_IMAGE}" in runtime
     assert "python3 -m venv --without-pip /opt/venv" in runtime and "ENV PATH=/opt/venv/bin:$PATH" in runtime
@@ -209,15 +207,15 @@ def test_export_needs_the_lock_and_says_how_to_get_it(tmp_path):
     root = copy_example(tmp_path / "tax-agent")
     lock = root / "lamina.lock"
     text = lock.read_text()
-    start, end = text.index("[images.svc-forms.python]"), text.index("[images.svc-ingestion.python]")
+    start, end = text.index('[images.svc-forms."linux/amd64".python]'), text.index('[images.svc-ingestion."linux/amd64".python]')
     lock.write_text(text[:start] + text[end:])
     result = lamina(root, "export", "dockerfiles", check=False)
-    assert result.returncode == 1
+    assert result.returncode == 5  # LockStaleError
     assert "svc-forms" in result.stderr and "missing from lamina.lock" in result.stderr
     assert "lamina lock" in result.stderr and "--lock" in result.stderr
     assert not (root / OUT).exists()
     outside = lamina(root, "export", "bake", "--out", str(tmp_path / "elsewhere"), check=False)
-    assert outside.returncode == 1 and "outside the project" in outside.stderr
+    assert outside.returncode == 2 and "outside the project" in outside.stderr  # a ConfigError
 
 
 # -- built with buildah, run with podman ------------------------------------------------------------
@@ -294,11 +292,7 @@ def test_exported_files_build_with_buildah_and_match_lamina(tmp_path, registry, 
     # the same runtime settings as lamina's image
     inspect = json.loads(subprocess.run(containers["buildah"] + ["inspect", "--type", "image", built], capture_output=True,
                                         text=True, check=True).stdout)["Docker"]["config"]  # built --format docker
-    layout = root / "build" / "oci"
-    index = json.loads((layout / "index.json").read_text())
-    entry = next(m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == "svc-forms:1.0.0")
-    manifest = json.loads((layout / "blobs" / "sha256" / entry["digest"].split(":")[1]).read_text())
-    lamina_run = json.loads((layout / "blobs" / "sha256" / manifest["config"]["digest"].split(":")[1]).read_text())["config"]
+    lamina_run = config_of(root / "build" / "oci", "svc-forms:1.0.0")["config"]
     for key in ("User", "WorkingDir", "Cmd", "ExposedPorts"):
         assert inspect[key] == lamina_run[key], key
     assert inspect["Healthcheck"]["Test"] == lamina_run["Healthcheck"]["Test"]

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,12 +14,12 @@ import pytest
 from conftest import PODMAN_RUN_FLAGS, container_storage
 from conftest import archives_unreachable as reachable
 from conftest import wait_for
-from projects import run_lamina
+import helpers
+from helpers import build_json, config_of, copy_example, lamina, manifest_of, run_lamina
 from registry_servers import unique_repo
 
 pytestmark = [pytest.mark.network, pytest.mark.registry]
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tax-agent"
 SERVICES = ["svc-classifier", "svc-forms", "svc-ingestion", "svc-retriever"]
 ML_SERVICES = ["svc-classifier", "svc-retriever"]
 
@@ -32,32 +31,20 @@ def store(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("family-store")
 
 
-def copy_example(dest: Path) -> Path:
-    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("build", "__pycache__"))
-    return dest
-
-
-def lamina(root: Path, store: Path, *args: str, check: bool = True):
-    return run_lamina(*args, cwd=root, env={"LAMINA_STORE": str(store), "NO_PROXY": "127.0.0.1,localhost"}, check=check)
-
-
-def build_json(root: Path, store: Path, *args: str) -> dict:
-    return json.loads(lamina(root, store, "build", "--json", *args).stdout)
-
-
 def digests(summary: dict) -> dict[str, str]:
     return {i["name"]: i["digest"] for i in summary["images"]}
 
 
+def layout(root: Path) -> Path:
+    return root / "build" / "oci"
+
+
 def manifest(root: Path, ref: str) -> dict:
-    layout = root / "build" / "oci"
-    index = json.loads((layout / "index.json").read_text())
-    entry = next(m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == ref)
-    return json.loads((layout / "blobs" / "sha256" / entry["digest"].split(":")[1]).read_text())
+    return manifest_of(layout(root), ref)[1]
 
 
 def layer_digests(root: Path, ref: str) -> list[str]:
-    return [layer["digest"] for layer in manifest(root, ref)["layers"]]
+    return helpers.layer_digests(layout(root), ref)
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +69,7 @@ def test_base_ml_shares_every_base_runtime_layer_and_services_add_only_theirs(fa
 
 
 def test_images_carry_the_seed_runtime_settings(family):
-    config_digest = manifest(family, "svc-forms:1.0.0")["config"]["digest"]
-    config = json.loads((family / "build" / "oci" / "blobs" / "sha256" / config_digest.split(":")[1]).read_text())
+    config = config_of(layout(family), "svc-forms:1.0.0")
     run = config["config"]
     assert run["User"] == "1000:1000" and run["WorkingDir"] == "/app"
     assert run["Cmd"][:4] == ["python", "-m", "uvicorn", "apps.svc_forms.main:app"]
@@ -119,9 +105,16 @@ def test_family_pushes_and_every_service_answers_healthz_as_non_root(family, sto
                                 "--owner", owner, "--json").stdout)
     pushed = {p["target"].split("/")[-1]: p for p in summary["pushed"]}
     assert set(pushed) >= {f"{s}:1.0.0" for s in SERVICES} | {"base-ml:v1.0.1", "base-runtime:v1.0.1"}
-    # services mount the bases' layers, never upload them again
-    assert all(o in ("mounted", "exists") for o in pushed["svc-retriever:1.0.0"]["blobs"].values()
-               if o != "uploaded") and pushed["svc-retriever:1.0.0"]["bytes_uploaded"] < 2_000_000
+    # services mount the bases' layers, never upload them again: of a service's blobs, only its own layers
+    # (those above base-ml's) and its config may be uploaded
+    retriever = pushed["svc-retriever:1.0.0"]
+    base_layers = layer_digests(family, "base-ml:v1.0.1")
+    assert set(base_layers) <= set(retriever["blobs"])
+    assert {retriever["blobs"][d] for d in base_layers} <= {"mounted", "exists"}
+    own = set(layer_digests(family, "svc-retriever:1.0.0")) - set(base_layers)
+    own.add(manifest(family, "svc-retriever:1.0.0")["config"]["digest"])
+    assert {d for d, o in retriever["blobs"].items() if o == "uploaded"} <= own
+    assert retriever["bytes_uploaded"] < 2_000_000
     for service in SERVICES:
         name = f"t-{service}"
         image = f"{registry.host}/{owner}/{service}:1.0.0"
@@ -202,7 +195,7 @@ def test_check_names_file_and_line_of_each_mistake(tmp_path, store):
     (root / "apps" / "svc_ingestion" / "requirements.txt").write_text("pyyaml==6.0.2\nhttpx==0.28.1\n")
     (root / "apps" / "svc_retriever" / "requirements.txt").write_text("rank-bm25==0.2.2\nnumpy==1.26.4\n")
     result = lamina(root, store, "check", "--json", check=False)
-    assert result.returncode == 1
+    assert result.returncode == 3  # check findings
     findings = {(f["code"], f["image"]): f for f in json.loads(result.stdout)}
     missing = findings[("missing-import", "svc-forms")]
     assert missing["where"].endswith(f"apps/svc_forms/main.py:{sklearn_line}") and "scikit-learn" in missing["hint"]
@@ -212,7 +205,7 @@ def test_check_names_file_and_line_of_each_mistake(tmp_path, store):
     assert conflict["where"].endswith("apps/svc_retriever/requirements.txt:2")
     assert "numpy==2.2.1" in conflict["message"] and "libs/requirements-ml.txt:2" in conflict["message"]
     build = lamina(root, store, "build", check=False)
-    assert build.returncode == 1 and "lamina check found" in build.stderr
+    assert build.returncode == 3 and "lamina check found" in build.stderr
 
 
 def test_init_writes_a_config_that_builds_the_same_images(family, tmp_path, store):

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from conftest import require_tool
-from projects import make_hello_project, run_lamina
+from helpers import blob, run_lamina
+from projects import make_hello_project
 from registry_servers import unique_repo
 
 pytestmark = pytest.mark.registry
@@ -75,8 +76,7 @@ def test_skopeo_sees_what_we_pushed_and_copies_it_with_the_same_digest(project, 
 def test_base_from_the_same_registry_is_mounted_never_downloaded(project, registry, tmp_path):
     owner = unique_repo("own")
     base = push(project, registry, owner, "busybox", args=("--output", "oci:build/oci"))["pushed"][0]
-    base_manifest = json.loads(
-        (project / "build" / "oci" / "blobs" / "sha256" / base["digest"].split(":")[1]).read_bytes())
+    base_manifest = json.loads(blob(project / "build" / "oci", base["digest"]))
     base_layer = base_manifest["layers"][0]["digest"]
     # a second project, with its own empty store, builds on the pushed base and pushes to another repo
     other = tmp_path / "other"
@@ -122,7 +122,7 @@ def test_basic_auth_from_env_and_a_refused_password(project, basic_registry):
     out = run_lamina("build", "busybox", "--push", "--registry", basic_registry.host, "--owner", owner,
                      "--username", basic_registry.username, "--password-stdin", cwd=project, stdin=wrong + "\n",
                      env={"LAMINA_STORE": str(project.parent / "store")}, check=False)
-    assert out.returncode == 1
+    assert out.returncode == 4  # AuthError
     assert basic_registry.host in out.stderr and "--username" in out.stderr
     assert wrong not in out.stderr + out.stdout
 
@@ -131,14 +131,14 @@ def test_base_not_found_names_the_reference_and_the_answer(project, registry):
     (project / "lamina.toml").write_text((project / "lamina.toml").read_text().replace(
         'from = "busybox"', f'from = "{registry.host}/nobody/nothing:9"'))
     out = run_lamina("build", "hello", cwd=project, env={"LAMINA_STORE": str(project.parent / "store")}, check=False)
-    assert out.returncode == 1
+    assert out.returncode == 4  # NotFoundError
     assert f"{registry.host}/nobody/nothing:9" in out.stderr
 
 
 def test_unreachable_registry_is_reported(project):
     out = run_lamina("build", "busybox", "--push", "--registry", "127.0.0.1:9", "--owner", "x", cwd=project,
                      env={"LAMINA_STORE": str(project.parent / "store")}, check=False)
-    assert out.returncode == 1 and "127.0.0.1:9" in out.stderr
+    assert out.returncode == 4 and "127.0.0.1:9" in out.stderr
 
 
 def test_base_from_a_multi_platform_index_picks_the_platform(project, registry, tmp_path):
@@ -169,5 +169,5 @@ def test_base_from_a_multi_platform_index_picks_the_platform(project, registry, 
     summary = push(other, registry, owner, "hello", store=tmp_path / "other-store",
                    args=("--output", "oci:build/oci"))
     manifest_digest = pushed(summary, "hello")["digest"]
-    manifest = json.loads((other / "build" / "oci" / "blobs" / "sha256" / manifest_digest.split(":")[1]).read_text())
+    manifest = json.loads(blob(other / "build" / "oci", manifest_digest))
     assert manifest["annotations"]["org.opencontainers.image.base.digest"] == digests["arm64"]

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import PODMAN_RUN_FLAGS, container_storage, require_tool
-from projects import make_hello_project, run_lamina
+from helpers import ref_digests, run_lamina
+from projects import make_hello_project
 
 pytestmark = pytest.mark.runtime
 
@@ -78,8 +79,7 @@ def test_podman_runs_the_oci_layout_directly(built, podman):
 
 def test_skopeo_inspects_the_layout_with_our_digest(built):
     require_tool("skopeo")
-    index = json.loads((built / "build" / "oci" / "index.json").read_text())
-    ours = {m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"] for m in index["manifests"]}
+    ours = ref_digests(built / "build" / "oci")
     out = subprocess.run(["skopeo", "inspect", f"oci:{built}/build/oci:hello:1.0"], capture_output=True, text=True,
                          check=True).stdout
     info = json.loads(out)
@@ -93,6 +93,4 @@ def test_skopeo_copy_preserving_digests_keeps_our_manifest(built, tmp_path):
     subprocess.run(["skopeo", "copy", "--quiet", "--preserve-digests", f"oci:{built}/build/oci:hello:1.0",
                     f"oci:{dest}:copied"], check=True, capture_output=True)
     theirs = json.loads((dest / "index.json").read_text())["manifests"][0]["digest"]
-    index = json.loads((built / "build" / "oci" / "index.json").read_text())
-    ours = next(m["digest"] for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == "hello:1.0")
-    assert theirs == ours
+    assert theirs == ref_digests(built / "build" / "oci")["hello:1.0"]

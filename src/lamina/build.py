@@ -1,22 +1,26 @@
-"""Build one image of ``lamina.toml``: resolve its base, make its layers, write its config and manifest.
+"""Build one platform image of ``lamina.toml``: resolve its base, run its steps, write its documents.
 
-Building never knows where the image goes; :mod:`lamina.publish` does that.
+An image is planned (its base resolved; each step locks its inputs, fetches what the new layers need
+and describes them), its new layers are built (by :mod:`lamina.oci.layer`, for the whole family at
+once), then it is assembled: config and manifest on top of its base, and its inventory recorded.
+Building never knows where the image goes; :mod:`lamina.publish` does that. Which package sources
+exist is the steps' business (:mod:`lamina.steps`): nothing here knows Debian or Python.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from lamina.config import CopySpec, ImageSpec
+from lamina.config import ImageSpec
 from lamina.debian import is_debian_base
-from lamina.debian.image import Debian, DebianState, debian_env, uses_debian
 from lamina.errors import LaminaError
-from lamina.python.image import PythonSession, PythonState
+from lamina.inventory import Inventory, Placed, placed, save_inventory
 from lamina.oci.compress import Compression
-from lamina.oci.layer import BuiltLayer, LayerSpec, build_layers
+from lamina.oci.layer import BuiltLayer
 from lamina.oci.layout import read_layout_image
 from lamina.oci.model import (
     ANNOTATION_BASE_DIGEST,
@@ -32,6 +36,7 @@ from lamina.oci.model import (
     build_config,
     build_manifest,
     convert_layer_type,
+    env_of,
     layer_media_type,
     merge_run_config,
     rfc3339,
@@ -39,7 +44,8 @@ from lamina.oci.model import (
 from lamina.oci.reference import Reference
 from lamina.oci.remote import Registries, pull_image
 from lamina.oci.store import BlobStore
-from lamina.oci.tar import Entry, source_date_epoch, tree_entries
+from lamina.oci.tar import source_date_epoch
+from lamina.steps import Step, StepContext, StepLayer, StepResult, run_steps
 
 SCRATCH = "scratch"
 
@@ -59,34 +65,82 @@ class BuildOptions:
     def mtime(self) -> int:
         return source_date_epoch() if self.epoch is None else self.epoch
 
+    @property
+    def media_type(self) -> str:
+        return layer_media_type(self.compression, self.format)
+
 
 @dataclass(frozen=True)
 class Base:
-    """A resolved base image and the name it is recorded under in annotations (and, for a
-    Debian-based image of the project, what it has installed)."""
+    """A resolved base image, the name it is recorded under in annotations, and — for an image of
+    the project — what its steps left (``states`` by step kind, its OS packages, its inventory)."""
 
     image: Image
     name: str
-    debian: DebianState | None = None
-    python: PythonState | None = None
+    states: Mapping[str, Any] = field(default_factory=dict)
+    os_packages: Mapping[str, str] = field(default_factory=dict)
+    inventory: Inventory | None = None
+
+
+@dataclass
+class PlannedImage:
+    """An image with everything decided but its new layers: locked, fetched, its layers described.
+
+    ``draft`` has the documents the image will have minus its new layers: enough for the images built
+    on it to plan (they read its config), long before any layer is written.
+    """
+
+    spec: ImageSpec
+    platform: Platform
+    base: Base | None
+    layers: list[StepLayer]
+    draft: Image
+    results: list[StepResult]
+    states: dict[str, Any]
+    os_packages: dict[str, str]
+    seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def result(self, kind: str) -> StepResult | None:
+        return next((r for r in self.results if r.kind == kind), None)
+
+    def as_base(self, name: str, image: Image | None = None, inventory: Inventory | None = None) -> Base:
+        """This image as the base of another (its draft until it is built)."""
+        return Base(image or self.draft, name, self.states, self.os_packages, inventory)
 
 
 @dataclass
 class BuiltImage:
+    """One platform image, built: its documents, new layers, inventory and what its steps did."""
+
     name: str
+    platform: Platform
     image: Image
     base: Base | None
     layers: list[BuiltLayer] = field(default_factory=list)
+    inventory: Inventory | None = None
+    results: list[StepResult] = field(default_factory=list)
+    states: Mapping[str, Any] = field(default_factory=dict)
+    os_packages: Mapping[str, str] = field(default_factory=dict)
     seconds: float = 0.0
-    debian: DebianState | None = None
-    packages: int = 0
-    downloaded: int = 0
-    python: PythonState | None = None
-    dists: int = 0
 
     @property
     def reused(self) -> int:
         return sum(1 for layer in self.layers if layer.reused)
+
+    @property
+    def downloaded(self) -> int:
+        return sum(r.downloaded for r in self.results)
+
+    def added(self, kind: str) -> int:
+        """How many packages (``debian``) or distributions (``python``) it adds to its base."""
+        return sum(r.added for r in self.results if r.kind == kind)
+
+    def as_base(self, name: str) -> Base:
+        return Base(self.image, name, self.states, self.os_packages, self.inventory)
 
 
 def resolve_base(
@@ -98,7 +152,7 @@ def resolve_base(
     project_root: Path,
     siblings: Mapping[str, Base] | None = None,
 ) -> Base | None:
-    """The image ``from`` names: ``scratch``, an image of the project (already built, in
+    """The image ``from`` names: ``scratch``, an image of the project (already planned, in
     ``siblings``), ``oci:DIR[:NAME]`` (a local layout), or a registry reference. ``debian:RELEASE``
     has no base image: its packages make the whole root filesystem."""
     if text == SCRATCH or is_debian_base(text):
@@ -113,161 +167,88 @@ def resolve_base(
     return Base(pull_image(ref, platform, store, registries), str(ref))
 
 
-def copy_layer(copy: CopySpec) -> LayerSpec:
-    """One layer per copy: a change to one source rebuilds only its layer."""
-
-    def entries() -> list[Entry]:
-        return tree_entries(copy.src, copy.dest, uid=copy.uid, gid=copy.gid, mode=copy.mode, exclude=copy.exclude)
-
-    identity = f"copy\0{copy.src}\0{copy.dest}\0{copy.uid}:{copy.gid}\0{copy.mode}\0{sorted(copy.exclude)}"
-    return LayerSpec(entries, f"copy {copy.src.name} → {copy.dest}", identity=identity)
-
-
-def symlink_layer(links: Mapping[str, str]) -> LayerSpec:
-    """One layer with the image's declared symbolic links (path → target)."""
-    return LayerSpec(lambda: [Entry.symlink(path, target) for path, target in links.items()], "symlinks")
-
-
-def layer_specs(spec: ImageSpec) -> list[LayerSpec]:
-    specs = [copy_layer(c) for c in spec.copies]
-    if spec.symlinks:
-        specs.append(symlink_layer(spec.symlinks))
-    return specs
-
-
-@dataclass
-class PlannedImage:
-    """An image with everything decided but its new layers: locked, fetched, its layers described.
-
-    ``draft`` has the documents the image will have minus its new layers: enough for the images built
-    on it to plan (they read its config), long before any layer is written.
-    """
-
-    spec: ImageSpec
-    base: Base | None
-    layers: list[LayerSpec]
-    draft: Image
-    debian: DebianState | None = None
-    python: PythonState | None = None
-    packages: int = 0
-    dists: int = 0
-    downloaded: int = 0
-    seconds: float = 0.0
-
-
 def plan_image(
     spec: ImageSpec,
+    platform: Platform,
     *,
+    steps: Sequence[Step],
     store: BlobStore,
     registries: Registries,
     options: BuildOptions,
     project_root: Path,
-    siblings: Mapping[str, Base] | None,
-    debian: Debian,
-    python: PythonSession,
+    lock_section: Callable[[str], dict[str, Any] | None],
+    siblings: Mapping[str, Base] | None = None,
     fetch: bool = True,
 ) -> PlannedImage:
-    """Resolve or check the lock of ``spec``, and, with ``fetch``, download what its new layers need
-    and describe them (package layers at the bottom, then Python, then the image's own copies).
-
-    Without ``fetch`` nothing is downloaded or described: ``lamina lock`` and ``lamina check``.
-    """
+    """Resolve the base of ``spec`` for ``platform`` and run its steps: each locks its inputs and,
+    with ``fetch``, downloads what its new layers need and describes them (packages at the bottom,
+    then Python, then the image's own files). Without ``fetch`` nothing is downloaded or described:
+    ``lamina lock`` and ``lamina check``."""
     started = time.monotonic()
-    user_env = dict(spec.run.env)  # what lamina.toml says wins over what lamina sets
-    base = resolve_base(spec.base, spec.platform, store, registries, project_root=project_root, siblings=siblings)
-    base_env = _env_of(base.image.config.json().get("config", {})) if base else {}
-    media_type = layer_media_type(options.compression, options.format)
-    state = base.debian if base else None
-    py_state = base.python if base else None
-    env: dict[str, str] = {}
-    layers: list[LayerSpec] = []
-    packages = dists = downloaded = 0
-    if uses_debian(spec):
-        if fetch:
-            prepared = debian.prepare(spec, base, media_type=media_type, mtime=options.mtime, registries=registries,
-                                      base_env=base_env)
-            state, layers = prepared.state, list(prepared.layers)
-            packages, downloaded = len(prepared.packages), prepared.downloaded
-            env.update(prepared.env)
-        else:
-            _, state = debian.lock_image(spec, base, registries)
-            env.update(debian_env(spec, state, base_env))
-    if spec.uses_python:
-        base_image, debian_python = (base.image if base else None), _has_debian_python(state)
-        if fetch:
-            py = python.prepare(spec, base_image, py_state, own_env=env, debian_python=debian_python,
-                                media_type=media_type, mtime=options.mtime)
-            py_state, dists, downloaded = py.state, len(py.added), downloaded + py.downloaded
-            layers += py.layers
-            env.update(py.env)
-        else:
-            py_state, py_env = python.lock_only(spec, base_image, py_state, own_env=env, debian_python=debian_python)
-            env.update(py_env)
-    spec = replace(spec, run=replace(spec.run, env={**env, **user_env}))
-    if fetch:
-        layers += layer_specs(spec)
-    draft = assemble(spec, base, [], options)
+    base = resolve_base(spec.base, platform, store, registries, project_root=project_root, siblings=siblings)
+    ctx = StepContext(
+        spec=spec,
+        platform=platform,
+        store=store,
+        registries=registries,
+        base_image=base.image if base else None,
+        base_name=base.name if base else None,
+        base_env=env_of(base.image.config.json().get("config", {})) if base else {},
+        lock_section=lock_section,
+        media_type=options.media_type,
+        mtime=options.mtime,
+        fetch=fetch,
+        states=dict(base.states) if base else {},
+        os_packages=dict(base.os_packages) if base else {},
+    )
+    results = run_steps(steps, ctx)
+    cmd = next((r.cmd for r in results if r.cmd is not None), None)
+    run = replace(spec.run, env={**ctx.env, **spec.run.env})  # what lamina.toml says wins over what lamina sets
+    if cmd is not None:
+        run = replace(run, cmd=cmd)
+    spec = replace(spec, run=run)
+    layers = [layer for r in results for layer in r.layers]
+    draft = assemble(spec, platform, base, [], options)
     store.put_bytes(draft.config.data, draft.config.digest)  # images planned on it may read its config as a blob
-    return PlannedImage(spec, base, layers, draft, state, py_state, packages, dists, downloaded,
+    return PlannedImage(spec, platform, base, layers, draft, results, ctx.states, ctx.os_packages,
                         time.monotonic() - started)
 
 
 def finish_image(planned: PlannedImage, base: Base | None, built: list[BuiltLayer], *, store: BlobStore,
                  options: BuildOptions, seconds: float = 0.0) -> BuiltImage:
-    """The image's documents on its (now built) base with its built layers, stored and recorded."""
-    image = assemble(planned.spec, base, built, options)
+    """The image's documents on its (now built) base with its built layers, stored and recorded with
+    its inventory."""
+    image = assemble(planned.spec, planned.platform, base, built, options)
     store.put_bytes(image.config.data, image.config.digest)
     store.put_bytes(image.manifest.data, image.manifest.digest)
-    store.record_image(f"built {planned.spec.name}", image.digest, image.manifest.media_type)
-    return BuiltImage(planned.spec.name, image, base, built, planned.seconds + seconds, planned.debian,
-                      planned.packages, planned.downloaded, planned.python, planned.dists)
+    store.record_image(f"built {planned.name} {planned.platform}", image.digest, image.manifest.media_type)
+    inventory = inventory_of(planned, base, built, image)
+    save_inventory(store, inventory)
+    return BuiltImage(planned.name, planned.platform, image, base, built, inventory, planned.results,
+                      planned.states, planned.os_packages, planned.seconds + seconds)
 
 
-def build_image(
-    spec: ImageSpec,
-    *,
-    store: BlobStore,
-    registries: Registries,
-    options: BuildOptions,
-    project_root: Path,
-    debian: Debian,
-    python: PythonSession,
-    siblings: Mapping[str, Base] | None = None,
-    on_layer: Callable[[BuiltLayer], None] | None = None,
-) -> BuiltImage:
-    """Plan, build and finish one image (``siblings``: the project's images built before it).
-
-    :class:`lamina.family.Family` does the same for many images, with every layer in one pool.
-    """
-    planned = plan_image(spec, store=store, registries=registries, options=options, project_root=project_root,
-                         siblings=siblings, debian=debian, python=python)
-    started = time.monotonic()
-    media_type = layer_media_type(options.compression, options.format)
-    built = build_layers(store, planned.layers, compression=options.compression, media_type=media_type,
-                         mtime=options.mtime, on_done=on_layer)
-    return finish_image(planned, planned.base, built, store=store, options=options,
-                        seconds=time.monotonic() - started)
+def inventory_of(planned: PlannedImage, base: Base | None, built: Sequence[BuiltLayer], image: Image) -> Inventory:
+    """The base's inventory plus what each new layer holds, placed at the layer's digest."""
+    own: list[Placed] = []
+    for layer, result in zip(planned.layers, built, strict=True):
+        own += placed(layer.components, layer=result.layer.digest, diff_id=result.layer.diff_id,
+                      added_by=planned.name)
+    empty = Inventory(planned.name, str(planned.platform), digest=image.digest,
+                      base=base.name if base else "", base_digest=base.image.digest if base else "")
+    return empty.on(base.inventory if base else None, own)
 
 
-def _has_debian_python(state: DebianState | None) -> bool:
-    return state is not None and any(name.startswith("python3.") for name in state.installed)
-
-
-
-def _env_of(config: Mapping[str, object]) -> dict[str, str]:
-    pairs = (str(e).partition("=") for e in config.get("Env") or [])  # type: ignore[union-attr]
-    return {k: v for k, _, v in pairs}
-
-
-def assemble(spec: ImageSpec, base: Base | None, built: list[BuiltLayer], options: BuildOptions) -> Image:
-    """The config and manifest of ``spec`` on top of ``base`` with the ``built`` layers."""
+def assemble(spec: ImageSpec, platform: Platform, base: Base | None, built: list[BuiltLayer],
+             options: BuildOptions) -> Image:
+    """The config and manifest of ``spec`` for ``platform`` on top of ``base`` with the ``built`` layers."""
     created = rfc3339(options.mtime)
     base_config = base.image.config.json() if base else {}
-    if base and base_config.get("architecture") not in (None, spec.platform.architecture):
+    if base and base_config.get("architecture") not in (None, platform.architecture):
         raise LaminaError(
-            f"image {spec.name!r} is for {spec.platform} but its base {base.name} is "
+            f"image {spec.name!r} is for {platform} but its base {base.name} is "
             f"{base_config.get('os')}/{base_config.get('architecture')}",
-            hint="set the image's platform to the base's, or pick a base for that platform",
+            hint="set the image's platforms to the base's, or pick a base for that platform",
         )
     base_layers = [_convert(d, options.format) for d in base.image.layers] if base else []
     layers = base_layers + [Descriptor(b.layer.media_type, b.layer.digest, b.layer.size) for b in built]
@@ -275,7 +256,7 @@ def assemble(spec: ImageSpec, base: Base | None, built: list[BuiltLayer], option
     history = list(base_config.get("history", []))
     history += [{"created": created, "created_by": f"lamina: {b.description}", "comment": "lamina"} for b in built]
     config = build_config(
-        platform=spec.platform,
+        platform=platform,
         run=merge_run_config(base_config.get("config", {}), spec.run),
         diff_ids=diff_ids,
         history=history,

@@ -1,7 +1,9 @@
 """Building a family of images: plan each (bases first), build all their new layers at once, assemble.
 
 This is the library behind ``lamina build`` and ``lamina lock``: config in, built images out (in the
-store, with the lock file updated); where they go is :mod:`lamina.publish`'s business.
+store, with their inventories, and the lock file updated — the family is the only writer of the
+lock); where they go is :mod:`lamina.publish`'s business. An image to build is a (name, platform)
+pair; an image of several platforms becomes an index over one image per platform (:meth:`products`).
 """
 
 from __future__ import annotations
@@ -10,17 +12,42 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from lamina import naming
 from lamina.build import Base, BuildOptions, BuiltImage, PlannedImage, finish_image, plan_image
 from lamina.config import ImageSpec, ProjectConfig
 from lamina.debian.image import Debian, settings_of
+from lamina.debian.step import DebianStep
+from lamina.errors import ConfigError
+from lamina.files import FilesStep
 from lamina.lock import Lock
+from lamina.inventory import describe_component
+from lamina.oci.elf import foreign, wrong_architecture
 from lamina.oci.layer import BuiltLayer, build_layers
-from lamina.oci.model import layer_media_type
+from lamina.oci.model import Artifact, Index, Platform
 from lamina.oci.remote import Registries
 from lamina.oci.store import BlobStore
 from lamina.plan import build_order
 from lamina.python.check import CheckedImage, Finding, check_family
-from lamina.python.image import PinConflict, PythonSession
+from lamina.python.image import PinConflict, PythonSession, PythonState
+from lamina.python.step import PythonStep
+from lamina.steps import Step, StepLayer
+
+#: (image name, platform): what the family builds one of.
+Key = tuple[str, Platform]
+
+
+@dataclass(frozen=True)
+class Product:
+    """One image of the project as it is published: its platform images, and the artifact an output
+    or a registry receives (the image itself, or an index over several platforms)."""
+
+    spec: ImageSpec
+    images: tuple[BuiltImage, ...]
+    artifact: Artifact
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
 
 @dataclass
@@ -35,18 +62,48 @@ class Family:
     pushing: bool = False
     locked: bool = False
     update: Iterable[str] = ()
+    platforms: Sequence[Platform] = ()
     on_status: Callable[[str, str], None] | None = None
     on_layer: Callable[[str, BuiltLayer], None] | None = None
     lock: Lock = field(init=False)
 
     def __post_init__(self) -> None:
-        self.lock = Lock.for_config(self.config.path)
+        images = self.config.images
+        self.lock = Lock.for_config(self.config.path,
+                                    lambda name: str(images[name].platform) if name in images else "linux/amd64")
         update = set(self.update)
-        status = (lambda text: self.on_status("lock", text)) if self.on_status else None
-        self.debian = Debian(self.store, self.lock, settings_of(self.config), locked=self.locked, update=update,
-                             on_status=status)
-        self.python = PythonSession(self.store, self.lock, self.config.python, locked=self.locked, update=update,
-                                    on_status=status)
+        status = self._lock_status
+        self.debian = Debian(self.store, settings_of(self.config), locked=self.locked, update=update,
+                             lock_name=self.lock.path.name, on_status=status)
+        self.python = PythonSession(self.store, self.config.python, self.config.root, locked=self.locked,
+                                    update=update, lock_name=self.lock.path.name, on_status=status)
+        self.steps: list[Step] = [DebianStep(self.debian), PythonStep(self.python),
+                                  FilesStep(str(self.config.root))]
+        self.resolved: list[str] = []
+        self.conflicts: list[Finding] = []
+
+    def _lock_status(self, text: str) -> None:
+        if self.on_status:
+            self.on_status("lock", text)
+
+    # -- what to build ----------------------------------------------------------------------------
+
+    def platforms_of(self, spec: ImageSpec) -> list[Platform]:
+        """The image's platforms, narrowed to the build's (``--platform``) when it names some."""
+        if not self.platforms:
+            return list(spec.platforms)
+        return [p for p in spec.platforms if p in self.platforms]
+
+    def keys(self, names: Sequence[str]) -> list[Key]:
+        """(name, platform) for ``names`` and the project images they are built on, bases first."""
+        return [(name, platform) for name in build_order(self.config, names)
+                for platform in self.platforms_of(self.config.image(name))]
+
+    def base_name(self, spec: ImageSpec) -> str:
+        """How an image of the project is named as the base of another (its annotation)."""
+        return naming.base_name(self.config, spec, self.tag, pushing=self.pushing)
+
+    # -- building ---------------------------------------------------------------------------------
 
     def build(self, names: Sequence[str], *, lock_only: bool = False) -> list[BuiltImage]:
         """Build ``names`` and their project bases; returns them in build order. Saves the lock.
@@ -56,22 +113,21 @@ class Family:
         pool (so base-ml's layers are compressed while base-runtime's are), then assemble the images,
         bases first. With ``lock_only``, the first step only, fetching nothing (``lamina lock``).
         """
-        order = build_order(self.config, names)
-        self.conflicts: list[Finding] = []
-        plans: dict[str, PlannedImage] = {}
-        drafts: dict[str, Base] = {}
+        self.conflicts = []
+        plans: dict[Key, PlannedImage] = {}
         try:
-            for name in order:
+            for name, platform in self.keys(names):
                 spec = self.config.image(name)
-                if spec.base in self.config.images and spec.base not in plans:
+                if spec.base in self.config.images and (spec.base, platform) not in plans:
+                    self._missing_base_platform(spec, platform)
                     continue  # its base could not be planned (a conflict, reported)
-                planned = self._plan(spec, drafts, fetch=not lock_only)
+                drafts = {b: p.as_base(self.base_name(p.spec)) for (b, pf), p in plans.items() if pf == platform}
+                planned = self._plan(spec, platform, drafts, fetch=not lock_only)
                 if planned is not None:
-                    plans[name] = planned
-                    drafts[name] = Base(planned.draft, self.base_name(spec), planned.debian, planned.python)
+                    plans[(name, platform)] = planned
             if lock_only:
-                built = [BuiltImage(n, p.draft, p.base, [], p.seconds, p.debian, python=p.python)
-                         for n, p in plans.items()]
+                built = [BuiltImage(p.name, p.platform, p.draft, p.base, [], None, p.results, p.states,
+                                    p.os_packages, p.seconds) for p in plans.values()]
             else:
                 built = self._build_and_finish(plans)
         finally:
@@ -79,60 +135,107 @@ class Family:
         self.lock.save()
         return built
 
-    def base_name(self, spec: ImageSpec) -> str:
-        """How an image of the project is named as the base of another (its annotation)."""
-        if self.pushing or self.config.registry:
-            return str(self.config.target(spec, self.tag if spec.service else None))
-        return f"{spec.name}:{self.tag if spec.service else self.config.tag_of(spec)}"
+    def _missing_base_platform(self, spec: ImageSpec, platform: Platform) -> None:
+        base = self.config.image(spec.base)
+        if platform not in base.platforms:
+            raise ConfigError(
+                f"image {spec.name!r} is built for {platform}, but its base {base.name!r} is not "
+                f"(its platforms: {', '.join(map(str, base.platforms))})",
+                hint=f"add {platform} to the platforms of {base.name!r}, or remove it from {spec.name!r}",
+            )
 
-    def _plan(self, spec: ImageSpec, drafts: dict[str, Base], *, fetch: bool) -> PlannedImage | None:
-        """Plan one image; a pin conflict becomes a finding (the image is skipped) so every one is reported."""
+    def _plan(self, spec: ImageSpec, platform: Platform, drafts: dict[str, Base], *,
+              fetch: bool) -> PlannedImage | None:
+        """Plan one image; a pin conflict becomes a finding (the image is skipped) so every one is
+        reported. New lock sections are recorded (and the lock saved, so a later failure keeps them)."""
         if self.on_status:
             self.on_status(spec.name, "resolving" if fetch else "locking")
+        where = str(platform)
         try:
-            return plan_image(spec, store=self.store, registries=self.registries, options=self.options,
-                              project_root=self.config.root, siblings=drafts, debian=self.debian,
-                              python=self.python, fetch=fetch)
+            planned = plan_image(spec, platform, steps=self.steps, store=self.store, registries=self.registries,
+                                 options=self.options, project_root=self.config.root,
+                                 lock_section=lambda kind: self.lock.section(spec.name, where, kind),
+                                 siblings=drafts, fetch=fetch)
         except PinConflict as conflict:
             self.conflicts.extend(conflict.findings)
             return None
+        resolved = [r for r in planned.results if r.resolved and r.lock is not None]
+        for result in resolved:
+            self.lock.set_section(spec.name, where, result.kind, result.lock)
+        if resolved:
+            self.resolved.append(spec.name)
+            self.lock.save()
+        return planned
 
-    def _build_and_finish(self, plans: dict[str, PlannedImage]) -> list[BuiltImage]:
-        owners = [(name, i) for name, plan in plans.items() for i in range(len(plan.layers))]
-        specs = [plans[name].layers[i] for name, i in owners]
+    def _build_and_finish(self, plans: dict[Key, PlannedImage]) -> list[BuiltImage]:
+        owners = [(key, i) for key, plan in plans.items() for i in range(len(plan.layers))]
+        specs = [plans[key].layers[i].spec for key, i in owners]
         started = time.monotonic()
+        by_description = {plans[key].layers[i].spec.description: key[0] for key, i in owners}
 
         def done(layer: BuiltLayer) -> None:
             if self.on_layer is not None:
-                self.on_layer(next((n for n, i in owners if plans[n].layers[i].description == layer.description),
-                                   "layers"), layer)
+                self.on_layer(by_description.get(layer.description, "layers"), layer)
 
-        media_type = layer_media_type(self.options.compression, self.options.format)
-        layers = build_layers(self.store, specs, compression=self.options.compression, media_type=media_type,
-                              mtime=self.options.mtime, on_done=done)
+        layers = build_layers(self.store, specs, compression=self.options.compression,
+                              media_type=self.options.media_type, mtime=self.options.mtime, on_done=done)
         seconds = time.monotonic() - started
-        per_image: dict[str, list[BuiltLayer]] = {name: [] for name in plans}
-        for (name, _), layer in zip(owners, layers, strict=True):
-            per_image[name].append(layer)
-        built: dict[str, BuiltImage] = {}
-        for name, plan in plans.items():
+        per_image: dict[Key, list[BuiltLayer]] = {key: [] for key in plans}
+        for (key, i), layer in zip(owners, layers, strict=True):
+            self._check_architecture(key, plans[key].layers[i], layer)
+            per_image[key].append(layer)
+        built: dict[Key, BuiltImage] = {}
+        for key, plan in plans.items():
             base = plan.base
-            if plan.spec.base in built:  # a project image: on its finished documents, not its draft
-                parent = built[plan.spec.base]
-                base = Base(parent.image, self.base_name(self.config.image(parent.name)), parent.debian, parent.python)
-            built[name] = finish_image(plan, base, per_image[name], store=self.store, options=self.options,
-                                       seconds=seconds)
+            parent_key = (plan.spec.base, key[1])
+            if parent_key in built:  # a project image: on its finished documents, not its draft
+                parent = built[parent_key]
+                base = parent.as_base(self.base_name(self.config.image(parent.name)))
+            built[key] = finish_image(plan, base, per_image[key], store=self.store, options=self.options,
+                                      seconds=seconds)
         return list(built.values())
+
+    @staticmethod
+    def _check_architecture(key: Key, planned: StepLayer, layer: BuiltLayer) -> None:
+        """Every ELF binary in a platform's layer must be for that platform's CPU (a layer shared by
+        several platforms is checked for each)."""
+        name, platform = key
+        bad = foreign(layer.elf, platform.architecture)
+        if bad is not None:
+            origin = ", ".join(describe_component(c) for c in planned.components) or planned.spec.description
+            raise wrong_architecture(name, str(platform), platform.architecture, bad[0], bad[1], origin)
+
+    # -- what comes out ---------------------------------------------------------------------------
+
+    def products(self, built: Sequence[BuiltImage]) -> list[Product]:
+        """The built images grouped by name, in build order: a single-platform image is published as
+        itself (its manifest), several platforms as an index (in the order the config lists them)."""
+        by_name: dict[str, list[BuiltImage]] = {}
+        for b in built:
+            by_name.setdefault(b.name, []).append(b)
+        products = []
+        for name, images in by_name.items():
+            spec = self.config.image(name)
+            order = {p: i for i, p in enumerate(spec.platforms)}
+            images.sort(key=lambda b: order.get(b.platform, len(order)))
+            if len(spec.platforms) == 1 and len(images) == 1:
+                artifact: Artifact = images[0].image
+            else:
+                artifact = Index.of([b.image for b in images])
+            products.append(Product(spec, tuple(images), artifact))
+        return products
 
     def check(self, built: Sequence[BuiltImage]) -> list[Finding]:
         """``lamina check`` on built (or locked) images: what would fail at run time, found now."""
-        return self.conflicts + check_family([self._checked(b) for b in built if b.python is not None], self.store)
+        firsts = {b.name: b for b in reversed(built)}  # one platform of each image: its code is the same
+        checked = [self._checked(b) for b in built
+                   if firsts[b.name] is b and isinstance(b.states.get("python"), PythonState)]
+        return self.conflicts + check_family(checked, self.store)
 
     def _checked(self, built: BuiltImage) -> CheckedImage:
         spec = self.config.image(built.name)
-        state = built.python
-        assert state is not None
-        base_state = built.base.python if built.base else None
+        state = built.states["python"]
+        base_state = built.base.states.get("python") if built.base else None
         base_dists = base_state.dists if base_state else {}
         added = tuple(d for name, d in sorted(state.dists.items()) if name not in base_dists)
         service = spec.service
@@ -147,5 +250,6 @@ class Family:
         )
 
     def close(self) -> None:
-        self.debian.close()
-        self.python.close()
+        for step in self.steps:
+            step.close()
+

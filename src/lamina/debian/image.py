@@ -1,14 +1,15 @@
 """Debian packages in an image build: lock or resolve, download, and the layers they become.
 
-One :class:`Debian` session serves a whole command (it caches indexes and owns the HTTP client).
-For each image that is ``from = "debian:RELEASE"`` or lists ``packages``, :meth:`Debian.prepare`:
+One :class:`Debian` session serves a whole command (it caches indexes and owns the HTTP client); the
+step in :mod:`lamina.debian.step` drives it for each image that is ``from = "debian:RELEASE"`` or lists
+``packages``:
 
-1. learns what the base has (nothing for ``debian:RELEASE``; a project image's recorded state; or the
-   dpkg database read from a pulled image's layers);
-2. takes the image's ``[images.NAME.debian]`` entry from ``lamina.lock`` when it is fresh, else resolves
-   against the verified archive and records the result (``--locked`` refuses instead);
-3. groups the packages into layers (:func:`group_packages`), downloads the ``.deb`` files of the layers
-   the store does not already hold, and returns the layer specs (system layer first, then packages).
+1. learn what the base has (nothing for ``debian:RELEASE``; a project image's recorded state; or the
+   dpkg database read from a pulled image's layers): :meth:`Debian.base_state`;
+2. take the image's lock section when it is fresh, else resolve against the verified archive
+   (``--locked`` refuses instead): :meth:`Debian.section` — the family writes the lock, not this module;
+3. group the packages into layers (:func:`group_packages`), download the ``.deb`` files of the layers
+   the store does not already hold, and describe the layers (system layer first, then packages).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lamina.config import ImageSpec, ProjectConfig
 from lamina.debian import is_debian_base, release_of
@@ -37,15 +38,13 @@ from lamina.debian.deb import read_deb
 from lamina.debian.resolve import Index, Installed, resolve
 from lamina.debian.status import read_base_facts, status_entries
 from lamina.debian.system import APP_USER, postinst_entries, system_entries
-from lamina.errors import ConfigError, DigestMismatchError, LaminaError
-from lamina.lock import Lock
+from lamina.errors import ConfigError, DigestMismatchError, LaminaError, LockStaleError
+from lamina.inventory import Component
 from lamina.oci.layer import LayerSpec, cached_layer, input_key
+from lamina.oci.model import Image, Platform
 from lamina.oci.remote import Registries, ensure_blobs
 from lamina.oci.store import BlobStore
 from lamina.oci.tar import Entry
-
-if TYPE_CHECKING:
-    from lamina.build import Base
 
 #: Packages every ``debian:RELEASE`` base gets: os-release and the FHS tree, /etc/services & co.
 IMPLIED_PACKAGES = ("base-files", "netbase")
@@ -61,10 +60,6 @@ BUCKETS = 8
 LAYER_FORMAT = "1"
 LOCK_KIND = "debian"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-class LockError(LaminaError):
-    """``--locked`` and the lock file has no fresh entry for an image."""
 
 
 @dataclass(frozen=True)
@@ -89,18 +84,22 @@ class LockedPackage:
     filename: str
     suite: str
     provides: str = ""
+    source: str = ""
 
     def to_lock(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "version": self.version, "arch": self.arch, "sha256": self.sha256,
                                "size": self.size, "filename": self.filename, "suite": self.suite}
         if self.provides:
             out["provides"] = self.provides
+        if self.source and self.source != self.name:
+            out["source"] = self.source
         return out
 
     @classmethod
     def from_lock(cls, record: Mapping[str, Any]) -> LockedPackage:
         return cls(str(record["name"]), str(record["version"]), str(record["arch"]), str(record["sha256"]),
-                   int(record["size"]), str(record["filename"]), str(record["suite"]), str(record.get("provides", "")))
+                   int(record["size"]), str(record["filename"]), str(record["suite"]), str(record.get("provides", "")),
+                   str(record.get("source", "")))
 
     @property
     def digest(self) -> str:
@@ -127,13 +126,10 @@ class DebianState:
 
 
 @dataclass
-class PreparedImage:
-    """The Debian part of one image: its layers (bottom first), env defaults and resulting state."""
+class PreparedLayers:
+    """The Debian layers of one image (bottom first), each with the packages it holds."""
 
-    state: DebianState
-    packages: list[LockedPackage]
-    layers: list[LayerSpec]
-    env: dict[str, str]
+    layers: list[tuple[LayerSpec, tuple[Component, ...]]]
     downloaded: int = 0
 
 
@@ -196,27 +192,27 @@ def _names(packages: Sequence[LockedPackage]) -> str:
 
 
 class Debian:
-    """A Debian session for one command: the archive, the lock, and cached indexes."""
+    """A Debian session for one command: the archive and cached indexes. It reads lock sections it is
+    given and returns new ones; it never writes the lock file."""
 
     def __init__(
         self,
         store: BlobStore,
-        lock: Lock,
         settings: DebianSettings | None = None,
         *,
         locked: bool = False,
         update: Iterable[str] = (),
+        lock_name: str = "lamina.lock",
         on_status: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
-        self.lock = lock
         self.settings = settings or DebianSettings()
         self.locked = locked
         self.update = set(update)
+        self.lock_name = lock_name
         self.on_status = on_status or (lambda _text: None)
         self.archive = Archive(store, keyring=self.settings.keyring, on_status=lambda t: self.on_status(t))
         self._indexes: dict[tuple[str, str], tuple[Index, list]] = {}
-        self.resolved: list[str] = []
 
     def close(self) -> None:
         self.archive.close()
@@ -227,20 +223,21 @@ class Debian:
 
     # the base ---------------------------------------------------------------------------------
 
-    def base_state(self, spec: ImageSpec, base: Base | DebianState | None, registries: Registries | None) -> DebianState:
-        """What the image starts from: ``base`` is the built or pulled base, or a project image's state."""
-        arch = deb_arch(spec.platform.architecture)
+    def base_state(self, spec: ImageSpec, platform: Platform, prior: DebianState | None, base_image: Image | None,
+                   base_name: str | None, registries: Registries) -> DebianState:
+        """What the image starts from: ``prior`` is a project base's recorded state; without it, the
+        dpkg database of the pulled ``base_image`` is read."""
+        arch = deb_arch(platform.architecture)
         if is_debian_base(spec.base):
             return DebianState(release_of(spec.base), arch)
-        if base is None:
+        if prior is not None:
+            return DebianState(prior.release, arch, prior.installed)
+        if base_image is None:
             raise ConfigError(f"image {spec.name!r} lists packages but its base {spec.base} is not Debian-based",
                               hint="use from = \"debian:bookworm\" or a Debian-based image")
-        state = base if isinstance(base, DebianState) else base.debian
-        if state is not None:
-            return DebianState(state.release, arch, state.installed)
-        self.on_status(f"reading the dpkg database of {base.name}")
-        ensure_blobs(base.image, self.store, registries or Registries())
-        facts = read_base_facts(base.image, self.store, base.name)
+        self.on_status(f"reading the dpkg database of {base_name}")
+        ensure_blobs(base_image, self.store, registries)
+        facts = read_base_facts(base_image, self.store, base_name or spec.base)
         return DebianState(facts.release, arch, facts.installed)
 
     # lock or resolve --------------------------------------------------------------------------
@@ -255,27 +252,25 @@ class Debian:
             "sources": [{"suite": s.name, "url": s.url} for s in self.suites(before.release)],
         }
 
-    def section(self, spec: ImageSpec, before: DebianState) -> dict[str, Any]:
-        """The image's lock entry: the fresh one from the lock, else a new resolution (recorded)."""
+    def section(self, spec: ImageSpec, before: DebianState,
+                current: Mapping[str, Any] | None) -> tuple[dict[str, Any], bool]:
+        """The image's lock entry: ``current`` when it is fresh, else a new resolution; and whether
+        it was resolved now."""
         want = self.wanted(spec, before)
-        current = self.lock.section(spec.name, LOCK_KIND)
         why = stale_reason(current, want)
         if why is None and spec.name not in self.update:
-            return current  # type: ignore[return-value]
+            return dict(current), False  # type: ignore[arg-type]
         if self.locked:
-            raise LockError(
-                f"{self.lock.path.name} {why or 'must be updated'} for image {spec.name!r}, and --locked forbids resolving",
-                hint=f"run `lamina lock {spec.name}` and commit {self.lock.path.name}",
+            raise LockStaleError(
+                f"{self.lock_name} {why or 'must be updated'} for image {spec.name!r} ({before.arch}), "
+                "and --locked forbids resolving",
+                hint=f"run `lamina lock {spec.name}` and commit {self.lock_name}",
             )
-        section = self.resolve(spec, before, want)
-        self.lock.set_section(spec.name, LOCK_KIND, section)
-        self.lock.save()
-        self.resolved.append(spec.name)
-        return section
+        return self.resolve(spec, before, want), True
 
     def resolve(self, spec: ImageSpec, before: DebianState, want: Mapping[str, Any]) -> dict[str, Any]:
         index, releases = self.index(before.release, before.arch)
-        self.on_status(f"resolving {len(want['requested'])} packages for {spec.name}")
+        self.on_status(f"resolving {len(want['requested'])} packages for {spec.name} ({before.arch})")
         result = resolve(want["requested"], index, before.installed, release=before.release)
         packages = [LockedPackage(c.name, c.version, c.arch, c.sha256, c.size, c.filename, c.suite, c.provides)
                     for c in result.packages]
@@ -297,45 +292,45 @@ class Debian:
 
     # layers -----------------------------------------------------------------------------------
 
-    def lock_image(self, spec: ImageSpec, base: Base | DebianState | None,
-                   registries: Registries | None = None) -> tuple[dict[str, Any], DebianState]:
-        """The image's lock entry (fresh, or resolved now) and what the image has installed after it."""
-        before = self.base_state(spec, base, registries)
-        section = self.section(spec, before)
-        packages = [LockedPackage.from_lock(p) for p in section["packages"]]
-        return section, DebianState(before.release, before.arch, {
-            **before.installed,
-            **{p.name: Installed(p.name, p.version, p.arch, p.provides) for p in packages},
-        })
-
-    def prepare(
-        self,
-        spec: ImageSpec,
-        base: Base | None,
-        *,
-        media_type: str,
-        mtime: int,
-        registries: Registries | None = None,
-        base_env: Mapping[str, str] | None = None,
-    ) -> PreparedImage:
-        """Lock or resolve, download what uncached layers need, and return the layer specs."""
-        section, after = self.lock_image(spec, base, registries)
-        packages = [LockedPackage.from_lock(p) for p in section["packages"]]
+    def layers(self, spec: ImageSpec, after: DebianState, section: Mapping[str, Any], *, media_type: str,
+               mtime: int) -> PreparedLayers:
+        """Describe the image's Debian layers and download what the uncached ones need."""
+        packages = packages_of(section)
         urls = {s["suite"]: s["url"] for s in section["sources"]}
-        layers: list[LayerSpec] = []
+        layers: list[tuple[LayerSpec, tuple[Component, ...]]] = []
         if is_debian_base(spec.base):
             user, arch = _app_user(spec), after.arch
-            layers.append(LayerSpec(lambda: system_entries(arch, user=user), "debian system files",
-                                    key=input_key("debian-system", LAYER_FORMAT, arch, user)))
+            system = LayerSpec(lambda: system_entries(arch, user=user), "debian system files",
+                               key=input_key("debian-system", LAYER_FORMAT, arch, user))
+            layers.append((system, (Component("files", "debian system files", origin="lamina"),)))
         needed: list[LockedPackage] = []
         for description, group in group_packages(packages):
             key = input_key("debian-packages", LAYER_FORMAT, *(f"{p.name}={p.sha256}" for p in group))
             if cached_layer(self.store, key, media_type, mtime) is None:
                 needed.extend(group)
-            layers.append(LayerSpec(lambda group=group: package_layer_entries(self.store, group), description, key=key))
+            spec_ = LayerSpec(lambda group=group: package_layer_entries(self.store, group), description, key=key)
+            layers.append((spec_, tuple(_component(p, urls, spec.name) for p in group)))
         downloads = [Download(f"{urls[p.suite].rstrip('/')}/{p.filename}", p.digest, p.size, p.label) for p in needed]
         fetched = self.archive.fetch(downloads, self.on_status)
-        return PreparedImage(after, packages, layers, debian_env(spec, after, base_env or {}), fetched)
+        return PreparedLayers(layers, fetched)
+
+
+def packages_of(section: Mapping[str, Any]) -> list[LockedPackage]:
+    return [LockedPackage.from_lock(p) for p in section["packages"]]
+
+
+def installed_after(before: DebianState, section: Mapping[str, Any]) -> DebianState:
+    """What the image has installed once the section's packages are."""
+    return DebianState(before.release, before.arch, {
+        **before.installed,
+        **{p.name: Installed(p.name, p.version, p.arch, p.provides) for p in packages_of(section)},
+    })
+
+
+def _component(p: LockedPackage, urls: Mapping[str, str], image: str) -> Component:
+    base = urls.get(p.suite, "").rstrip("/")
+    return Component("deb", p.name, p.version, p.arch, p.sha256, p.size, p.filename,
+                     f"{base}/{p.filename}" if base else "", p.source or p.name, origin=image)
 
 
 def stale_reason(current: Mapping[str, Any] | None, want: Mapping[str, Any]) -> str | None:

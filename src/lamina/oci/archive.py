@@ -9,7 +9,6 @@ written by the deterministic layer writer, so the same image gives the same arch
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from lamina.errors import DigestMismatchError, LaminaError
 from lamina.oci.compress import decompressor
 from lamina.oci.digest import DigestWriter, hex_of
 from lamina.oci.model import Image
+from lamina.oci.files import atomic_file
 from lamina.oci.store import BlobStore
 from lamina.oci.tar import Entry, write_tar
 
@@ -47,16 +47,8 @@ def write_docker_archive(path: Path, images: Sequence[tuple[Sequence[str], Image
                 repositories.setdefault(repo, {})[version] = layer_names[-1].split("/")[0]
         entries["manifest.json"] = Entry.bytes("manifest.json", json.dumps(manifest, separators=(",", ":")).encode())
         entries["repositories"] = Entry.bytes("repositories", json.dumps(repositories, sort_keys=True).encode())
-        fd, partial = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                write_tar(entries.values(), out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(partial, path)
-        except BaseException:
-            os.unlink(partial)
-            raise
+        with atomic_file(path) as out:
+            write_tar(entries.values(), out)
 
 
 def _unpack_layer(store: BlobStore, digest: str, media_type: str, diff_id: str, dest: Path) -> None:

@@ -11,12 +11,13 @@ compressed bytes never change once made.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from lamina.oci.compress import Compression, compression_of, compressor, compressor_id, workers
 from lamina.oci.digest import DigestWriter
+from lamina.oci.elf import elf_architecture, elf_header
 from lamina.oci.store import BlobStore, StoredLayer
 from lamina.oci.tar import Entry, signature, tar_chunks
 
@@ -51,14 +52,9 @@ class BuiltLayer:
     layer: StoredLayer
     description: str
     reused: bool
-
-
-def diff_id_of(entries: Iterable[Entry], mtime: int) -> tuple[str, int]:
-    """The uncompressed digest and size of the layer tar of ``entries``."""
-    writer = DigestWriter()
-    for chunk in tar_chunks(entries, mtime=mtime):
-        writer.write(chunk)
-    return writer.digest, writer.size
+    #: The CPU architectures of the ELF executables and libraries in it (architecture → one such path);
+    #: None when unknown (a layer recorded by an older lamina).
+    elf: Mapping[str, str] | None = None
 
 
 def build_layer(
@@ -70,11 +66,26 @@ def build_layer(
     if key is None:
         entries = list(spec.entries())
         key = "sig:" + signature(entries)
+    full_key = _full_key(key, media_type, mtime, compression)
     if (found := cached_layer(store, key, media_type, mtime, compression)) is not None:
-        return BuiltLayer(found, spec.description, True)
-    layer, reused = _write(store, spec.entries() if entries is None else entries, compression, media_type, mtime)
-    store.put_key(LAYER_KEY_KIND, _full_key(key, media_type, mtime, compression), {"diff_id": layer.diff_id})
-    return BuiltLayer(layer, spec.description, reused)
+        record = store.get_key(LAYER_KEY_KIND, full_key) or {}
+        return BuiltLayer(found, spec.description, True, record.get("elf"))
+    elf: dict[str, str] = {}
+    source = spec.entries() if entries is None else entries
+    layer, reused = _write(store, note_architectures(source, elf), compression, media_type, mtime)
+    store.put_key(LAYER_KEY_KIND, full_key, {"diff_id": layer.diff_id, "elf": dict(sorted(elf.items()))})
+    return BuiltLayer(layer, spec.description, reused, elf)
+
+
+def note_architectures(entries: Iterable[Entry], found: dict[str, str]) -> Iterator[Entry]:
+    """Pass ``entries`` through, noting in ``found`` the architecture of every ELF executable or
+    library (architecture → the first path seen), so a platform's image can be checked against it."""
+    for entry in entries:
+        if entry.kind == "file":
+            arch = elf_architecture(elf_header(entry))
+            if arch is not None:
+                found.setdefault(arch, entry.path)
+        yield entry
 
 
 def cached_layer(

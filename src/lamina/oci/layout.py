@@ -15,34 +15,37 @@ from pathlib import Path
 from lamina.errors import LaminaError
 from lamina.oci import mediatypes as mt
 from lamina.oci.digest import hex_of
-from lamina.oci.model import ANNOTATION_REF_NAME, Document, Image, Platform
+from lamina.oci.model import ANNOTATION_REF_NAME, Artifact, Document, Image, Index, Platform, images_of
 from lamina.oci.store import BlobStore, atomic_write
 
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 
 
-def write_layout(root: Path, images: Sequence[tuple[str, Image]], store: BlobStore) -> Document:
-    """Put each ``(ref_name, image)`` into the layout at ``root``; returns the new ``index.json``."""
+def write_layout(root: Path, images: Sequence[tuple[str, Artifact]], store: BlobStore) -> Document:
+    """Put each ``(ref_name, image or index)`` into the layout at ``root``; returns the new ``index.json``."""
     blobs = root / "blobs" / "sha256"
     blobs.mkdir(parents=True, exist_ok=True)
     if not (root / "oci-layout").exists():
         atomic_write(root / "oci-layout", OCI_LAYOUT)
-    for _, image in images:
-        for desc in image.blobs():
-            _copy_blob(store, desc.digest, desc.size, blobs)
-        _put_bytes(blobs, image.manifest.data, image.manifest.digest)
+    for _, artifact in images:
+        for image in images_of(artifact):
+            for desc in image.blobs():
+                _copy_blob(store, desc.digest, desc.size, blobs)
+            _put_bytes(blobs, image.manifest.data, image.manifest.digest)
+        if isinstance(artifact, Index):
+            _put_bytes(blobs, artifact.document.data, artifact.digest)
     names = {name for name, _ in images}
     kept = [m for m in _read_index(root).get("manifests", []) if _ref_name(m) not in names]
-    added = [_index_entry(name, image) for name, image in images]
+    added = [_index_entry(name, artifact) for name, artifact in images]
     index = Document.of({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": kept + added}, mt.OCI_INDEX)
     atomic_write(root / "index.json", index.data)
     return index
 
 
-def _index_entry(name: str, image: Image) -> dict[str, object]:
-    config = image.config.json()
-    platform = Platform(config.get("os", "linux"), config.get("architecture", "amd64"), config.get("variant"))
-    desc = image.manifest.descriptor(annotations={ANNOTATION_REF_NAME: name}, platform=platform)
+def _index_entry(name: str, artifact: Artifact) -> dict[str, object]:
+    if isinstance(artifact, Index):
+        return artifact.document.descriptor(annotations={ANNOTATION_REF_NAME: name}).to_json()
+    desc = artifact.manifest.descriptor(annotations={ANNOTATION_REF_NAME: name}, platform=artifact.platform)
     return desc.to_json()
 
 

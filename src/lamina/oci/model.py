@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -95,6 +95,13 @@ class Platform:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
 
+def host_platform() -> Platform:
+    """The platform of this machine (``linux/amd64`` on x86_64): what a family is built for by default."""
+    import platform as _platform
+
+    return Platform("linux", _normalize_arch(_platform.machine().lower()))
+
+
 def _normalize_arch(arch: str) -> str:
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(arch, arch)
 
@@ -163,6 +170,16 @@ class RunConfig:
     stop_signal: str | None = None
 
 
+def env_pairs(entries: Iterable[object] | None) -> dict[str, str]:
+    """An image config's ``Env`` (``KEY=VALUE`` strings) as a dict: a bare ``KEY`` maps to ``""``, the last wins."""
+    return dict(str(e).partition("=")[::2] for e in entries or [])
+
+
+def env_of(config: Mapping[str, Any]) -> dict[str, str]:
+    """The ``Env`` of a config's ``config`` object (as in an image config's ``"config"``), as a dict."""
+    return env_pairs(config.get("Env"))
+
+
 def merge_run_config(base: Mapping[str, Any], run: RunConfig) -> dict[str, Any]:
     """The base image's ``config`` object with ours applied on top, as Dockerfile instructions do.
 
@@ -170,7 +187,7 @@ def merge_run_config(base: Mapping[str, Any], run: RunConfig) -> dict[str, Any]:
     entrypoint clears the base's cmd (Docker's rule) unless a cmd is also given.
     """
     out: dict[str, Any] = {k: v for k, v in base.items() if v is not None}
-    env = dict(e.split("=", 1) if "=" in e else (e, "") for e in base.get("Env") or [])
+    env = env_pairs(base.get("Env"))
     env.update(run.env)
     if env:
         out["Env"] = [f"{k}={v}" for k, v in env.items()]
@@ -309,3 +326,58 @@ class Image:
     def blobs(self) -> list[Descriptor]:
         """Config first, then layers: everything a copy of this image must carry."""
         return [self.config.descriptor(), *self.layers]
+
+    @property
+    def platform(self) -> Platform:
+        """The platform its config states."""
+        config = self.config.json()
+        return Platform(config.get("os", "linux"), config.get("architecture", "amd64"), config.get("variant"))
+
+
+@dataclass(frozen=True)
+class Index:
+    """A multi-platform image: an index (Docker: a manifest list) over one :class:`Image` per platform.
+
+    Like :class:`Image`, it carries the exact bytes of its document; its images are in the order of
+    its ``manifests``.
+    """
+
+    document: Document
+    images: tuple[Image, ...]
+
+    @classmethod
+    def of(cls, images: Sequence[Image], *, annotations: Mapping[str, str] | None = None) -> Index:
+        """The index over ``images`` (each described with the platform its config states)."""
+        if not images:
+            raise ValueError("an index needs at least one image")
+        fmt = images[0].format
+        manifests = [image.manifest.descriptor(platform=image.platform) for image in images]
+        return cls(build_index(manifests, annotations=annotations, fmt=fmt), tuple(images))
+
+    @property
+    def digest(self) -> str:
+        return self.document.digest
+
+    @property
+    def media_type(self) -> str:
+        return self.document.media_type
+
+    @property
+    def platforms(self) -> list[Platform]:
+        return [image.platform for image in self.images]
+
+    def blobs(self) -> list[Descriptor]:
+        """Every blob of every image, each once (shared layers are shared)."""
+        seen: dict[str, Descriptor] = {}
+        for image in self.images:
+            for desc in image.blobs():
+                seen.setdefault(desc.digest, desc)
+        return list(seen.values())
+
+
+#: What an output or a registry receives: one platform's image, or an index over several.
+Artifact = Image | Index
+
+
+def images_of(artifact: Artifact) -> tuple[Image, ...]:
+    return artifact.images if isinstance(artifact, Index) else (artifact,)

@@ -98,9 +98,21 @@ class Reference:
         return text
 
 
+def is_registry_host(component: str) -> bool:
+    """Whether the first component of a name is a registry host (Docker's rule): it has a ``.`` or a
+    ``:`` or is ``localhost``. ``ghcr.io/acme/app`` names a host; ``acme/app`` is on Docker Hub."""
+    return "." in component or ":" in component or component == "localhost"
+
+
+def names_registry(name: str) -> bool:
+    """Whether ``name`` (``host/repo`` or ``repo``) starts with a registry host."""
+    first, sep, _ = name.partition("/")
+    return bool(sep) and is_registry_host(first)
+
+
 def _split_registry(name: str) -> tuple[str, str]:
     first, sep, rest = name.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
+    if sep and is_registry_host(first):
         registry, repository = first, rest
     else:
         registry, repository = DOCKER_HUB, name

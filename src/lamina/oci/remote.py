@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from lamina.errors import LaminaError
 from lamina.oci import mediatypes as mt
-from lamina.oci.model import Descriptor, Document, Image, Platform
+from lamina.oci.model import Index, Descriptor, Document, Image, Platform
 from lamina.oci.reference import Reference
 from lamina.oci.registry.client import RegistryClient
 from lamina.oci.registry.credentials import Credential
@@ -175,6 +175,41 @@ def push_image(
     for tag in tags:
         client.put_manifest(target.repository, tag, image.manifest.data, image.manifest.media_type)
     return PushReport(str(target), image.digest, outcomes, client.stats.bytes_uploaded - before)
+
+
+def push_index(
+    index: Index,
+    target: Reference,
+    tags: Sequence[str],
+    store: BlobStore,
+    registries: Registries,
+    *,
+    mount_sources: Mapping[str, Sequence[str]] | None = None,
+    on_blob: Callable[[str, str], None] | None = None,
+) -> PushReport:
+    """Push a multi-platform image: each platform's image by digest (uploading only what is missing;
+    a layer two platforms share goes up once), then the index under each tag."""
+    client = registries.client(target.registry)
+    tags = list(tags or [target.identifier])
+    current = [client.head_manifest(target.repository, tag, accept=index.media_type) for tag in tags]
+    if all(found is not None and found[0] == index.digest for found in current):
+        outcomes = {d.digest: "exists" for d in index.blobs()}
+        client.stats.add(blobs_skipped=len(outcomes))
+        return PushReport(str(target), index.digest, outcomes, 0)
+    outcomes: dict[str, str] = {}
+    uploaded = 0
+    sources = {d: list(repos) for d, repos in (mount_sources or {}).items()}
+    for image in index.images:
+        report = push_image(image, target, [image.digest], store, registries, mount_sources=sources, on_blob=on_blob)
+        for digest, outcome in report.outcomes.items():
+            if outcomes.get(digest) != "uploaded":
+                outcomes[digest] = outcome
+        uploaded += report.bytes_uploaded
+        for desc in image.blobs():
+            sources.setdefault(desc.digest, []).append(target.repository)
+    for tag in tags:
+        client.put_manifest(target.repository, tag, index.document.data, index.media_type)
+    return PushReport(str(target), index.digest, outcomes, uploaded)
 
 
 def _blobs_already_there(client: RegistryClient, repo: str, tags: Sequence[str], image: Image) -> set[str] | None:

@@ -3,13 +3,15 @@
 Layout under the store root::
 
     blobs/sha256/<hex>          every blob, named by the sha256 of its bytes
-    layers/<diff_id hex>.<zip>  which compressed blob holds an uncompressed layer (JSON)
-    keys/<kind>/<hex>.json      small records keyed by a hash of inputs (the build cache)
-    images/<hex>.json           recorded images: the roots that ``gc`` keeps
+    layers/, keys/, images/     small JSON records that make it a build cache (see records.py)
     tmp/                        partial writes, renamed into place only when complete
-    lock                        shared by builds, exclusive for ``gc``
+    lock                        shared by builds, exclusive for ``gc`` (see gc.py)
 
-Writes are atomic (temp file, fsync, rename); blobs are verified against their digest when read.
+Writes are atomic and durable (temp file, fsync, rename, fsync of the directory; see files.py) and
+files get normal modes; blobs are verified against their digest when read.
+
+This module is the store's one entry point: the record and maintenance functions are reachable as
+methods, and ``atomic_file``/``atomic_write``/``StoredLayer`` are re-exported for existing importers.
 """
 
 from __future__ import annotations
@@ -17,18 +19,21 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from lamina.errors import DigestMismatchError, StoreError
-from lamina.oci import mediatypes as mt
-from lamina.oci.digest import CHUNK, DigestWriter, hex_of, is_digest, sha256_digest
+from lamina.oci import gc as _gc
+from lamina.oci import records
+from lamina.oci.digest import CHUNK, DigestWriter, hex_of, sha256_digest
+from lamina.oci.files import atomic_file, atomic_write, commit_file, temp_file
+from lamina.oci.records import StoredLayer
+
+__all__ = ["BlobStore", "BlobWriter", "StoredLayer", "VerifyingReader", "atomic_file", "atomic_write",
+           "default_store_root"]
 
 STORE_ENV = "LAMINA_STORE"
 STORE_VERSION = "1"
@@ -42,57 +47,12 @@ def default_store_root(env: dict[str, str] | os._Environ[str] = os.environ) -> P
     return Path(cache) / "lamina"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def atomic_file(path: Path, *, tmp_dir: Path | None = None) -> Iterator[IO[bytes]]:
-    """A file to write that appears at ``path`` only once complete (temp file, fsync, rename)."""
-    directory = tmp_dir or path.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write(path: Path, data: bytes, *, tmp_dir: Path | None = None) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    with atomic_file(path, tmp_dir=tmp_dir) as f:
-        f.write(data)
-
-
-@dataclass(frozen=True)
-class StoredLayer:
-    """A compressed layer blob and the uncompressed content it holds."""
-
-    diff_id: str
-    digest: str
-    size: int
-    media_type: str
-
-
 class BlobWriter:
     """Streams a new blob into a temp file; :meth:`commit` verifies it and renames it into place."""
 
     def __init__(self, store: BlobStore) -> None:
         self._store = store
-        fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="blob-")
-        self._tmp = Path(name)
-        self._file: IO[bytes] = os.fdopen(fd, "wb")
+        self._file, self._tmp = temp_file(store.tmp_dir, "blob-")
         self._hasher = DigestWriter(self._file)
 
     def write(self, data: bytes) -> int:
@@ -116,12 +76,13 @@ class BlobWriter:
                 f"blob content does not match its digest: expected {expected}, got {digest}",
                 hint="the source sent corrupt data; nothing was stored",
             )
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
         target = self._store.path(digest)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self._tmp, target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            commit_file(self._file, self._tmp, target)
+        except BaseException:
+            self.abort()
+            raise
         return digest
 
     def abort(self) -> None:
@@ -170,7 +131,7 @@ class BlobStore:
         self.root = Path(root).expanduser().absolute()
         self.blobs_dir = self.root / "blobs" / "sha256"
         self.tmp_dir = self.root / "tmp"
-        for d in (self.blobs_dir, self.tmp_dir, self.root / "layers", self.root / "keys", self.root / "images"):
+        for d in (self.blobs_dir, self.tmp_dir, *(self.root / r for r in records.RECORD_DIRS)):
             d.mkdir(parents=True, exist_ok=True)
         version = self.root / "VERSION"
         if not version.exists():
@@ -272,118 +233,33 @@ class BlobStore:
             hint="it was removed (gc or by hand) or never fetched; build or pull again",
         )
 
-    # -- layer index and keyed records -----------------------------------------------------------
-
-    def _layer_record(self, diff_id: str, media_type: str, compressor: str) -> Path:
-        suffix = media_type.rsplit("+", 1)[-1] if "+" in media_type else "tar"
-        return self.root / "layers" / f"{hex_of(diff_id)}.{_key_hex(compressor)[:16]}.{suffix}"
+    # -- records (records.py) and maintenance (gc.py) --------------------------------------------------
 
     def find_layer(self, diff_id: str, media_type: str, compressor: str) -> StoredLayer | None:
-        """The blob ``compressor`` (its exact identity: name, version, settings) already made for this
-        content, if still stored. Another compressor's blob is not reused: its digest would differ from
-        what a cold build with this one gives elsewhere."""
-        record = self._read_json(self._layer_record(diff_id, media_type, compressor))
-        if record is None or not self.has(record["digest"]):
-            return None
-        return StoredLayer(diff_id, record["digest"], record["size"], media_type)
+        """The blob ``compressor`` already made for this uncompressed content, if still stored."""
+        return records.find_layer(self, diff_id, media_type, compressor)
 
     def record_layer(self, layer: StoredLayer, compressor: str) -> None:
-        data = {"diff_id": layer.diff_id, "digest": layer.digest, "size": layer.size, "compressor": compressor}
-        self._write_json(self._layer_record(layer.diff_id, layer.media_type, compressor), data)
+        records.record_layer(self, layer, compressor)
 
     def get_key(self, kind: str, key: str) -> dict[str, Any] | None:
         """A record stored by :meth:`put_key` (e.g. the layer built from some inputs)."""
-        return self._read_json(self.root / "keys" / kind / f"{_key_hex(key)}.json")
+        return records.get_key(self, kind, key)
 
     def put_key(self, kind: str, key: str, record: dict[str, Any]) -> None:
-        self._write_json(self.root / "keys" / kind / f"{_key_hex(key)}.json", record)
-
-    # -- recorded images (gc roots) --------------------------------------------------------------
+        records.put_key(self, kind, key, record)
 
     def record_image(self, name: str, digest: str, media_type: str) -> None:
         """Remember that ``name`` is this manifest/index: ``gc`` keeps everything it uses."""
-        record = {"name": name, "digest": digest, "mediaType": media_type}
-        self._write_json(self.root / "images" / f"{_key_hex(name)}.json", record)
+        records.record_image(self, name, digest, media_type)
 
     def images(self) -> list[dict[str, str]]:
-        records = (self._read_json(p) for p in sorted((self.root / "images").glob("*.json")))
-        return [r for r in records if r is not None]
-
-    def _read_json(self, path: Path) -> dict[str, Any] | None:
-        try:
-            return json.loads(path.read_bytes())
-        except FileNotFoundError:
-            return None
-        except ValueError:
-            return None  # a record torn by a crash of an older version: treat as absent
-
-    def _write_json(self, path: Path, record: dict[str, Any]) -> None:
-        atomic_write(path, json.dumps(record, sort_keys=True).encode(), tmp_dir=self.tmp_dir)
-
-    # -- maintenance ----------------------------------------------------------------------------
+        return records.images(self)
 
     def verify(self, *, delete: bool = False) -> list[str]:
         """Digests of blobs whose content does not match their name (removed with ``delete``)."""
-        bad = []
-        with self.shared_lock():
-            for path in sorted(self.blobs_dir.iterdir()):
-                digest = "sha256:" + path.name
-                if not is_digest(digest):
-                    bad.append(digest)
-                    continue
-                with open(path, "rb") as f:
-                    if hashlib.file_digest(f, "sha256").hexdigest() != path.name:
-                        bad.append(digest)
-                if delete and bad and bad[-1] == digest:
-                    path.unlink()
-        return bad
+        return _gc.verify(self, delete=delete)
 
     def gc(self, *, dry_run: bool = False) -> tuple[int, int]:
         """Remove blobs no recorded image uses; returns (blobs removed, bytes freed)."""
-        with self.exclusive_lock():
-            keep = self._reachable()
-            removed = freed = 0
-            for path in self.blobs_dir.iterdir():
-                if f"sha256:{path.name}" in keep:
-                    continue
-                removed += 1
-                freed += path.stat().st_size
-                if not dry_run:
-                    path.unlink()
-            if not dry_run:
-                self._drop_dangling_records()
-                for tmp in self.tmp_dir.iterdir():  # nobody writes while we hold the lock
-                    tmp.unlink()
-            return removed, freed
-
-    def _reachable(self) -> set[str]:
-        keep: set[str] = set()
-        todo = [(r["digest"], r["mediaType"]) for r in self.images()]
-        while todo:
-            digest, media_type = todo.pop()
-            if digest in keep or not self.has(digest):
-                continue
-            keep.add(digest)
-            if media_type in mt.INDEX_TYPES or media_type in mt.MANIFEST_TYPES:
-                todo.extend(self._children(digest, media_type))
-        return keep
-
-    def _children(self, digest: str, media_type: str) -> list[tuple[str, str]]:
-        try:
-            doc = json.loads(self.read_bytes(digest))
-        except (DigestMismatchError, ValueError):
-            return []
-        if media_type in mt.INDEX_TYPES:
-            return [(m["digest"], m.get("mediaType", mt.OCI_MANIFEST)) for m in doc.get("manifests", [])]
-        children = [(doc["config"]["digest"], doc["config"]["mediaType"])]
-        return children + [(layer["digest"], layer["mediaType"]) for layer in doc.get("layers", [])]
-
-    def _drop_dangling_records(self) -> None:
-        for path in (self.root / "layers").iterdir():
-            record = self._read_json(path)
-            if record is None or not self.has(record["digest"]):
-                path.unlink()
-
-
-def _key_hex(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+        return _gc.gc(self, dry_run=dry_run)

@@ -15,11 +15,10 @@ import fnmatch
 import hashlib
 import os
 import stat
-import tarfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Literal, Protocol
+from typing import Literal, Protocol
 
 from lamina.errors import LaminaError
 
@@ -345,18 +344,3 @@ def write_tar(entries: Iterable[Entry], sink: Sink, *, mtime: int | None = None)
     """Write the deterministic tar of ``entries`` to ``sink``."""
     for chunk in tar_chunks(entries, mtime=mtime):
         sink.write(chunk)
-
-
-def relocate(entries: Iterable[Entry], prefix: str) -> list[Entry]:
-    """The same entries moved under ``prefix`` (used to nest a tree into another path)."""
-    moved = []
-    for e in entries:
-        target = normalize_path(f"{prefix}/{e.target}") if e.kind == "hardlink" else e.target
-        moved.append(replace(e, path=normalize_path(f"{prefix}/{e.path}"), target=target))
-    return moved
-
-
-def read_members(stream: BinaryIO) -> Iterator[tarfile.TarInfo]:
-    """The members of a (possibly compressed) layer tar, for inspection and tests."""
-    with tarfile.open(fileobj=stream, mode="r|*") as tar:
-        yield from tar

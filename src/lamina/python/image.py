@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from lamina.config import ImageSpec, PythonSettings
-from lamina.errors import LaminaError
-from lamina.lock import Lock
+from lamina.errors import LaminaError, LockStaleError
+from lamina.inventory import Component
 from lamina.oci.layer import LayerSpec, cached_layer, input_key
-from lamina.oci.model import Image
+from lamina.oci.model import Image, Platform, env_of
 from lamina.oci.store import BlobStore
 from lamina.python.check import ERROR, Finding, allows
 from lamina.python.layers import LAYER_BUDGET, PythonLayers, check_budget, group_dists
@@ -58,8 +58,11 @@ class PinConflict(LaminaError):
 @dataclass
 class PreparedPython:
     state: PythonState
+    section: dict[str, Any]
+    resolved: bool
     added: list[LockedDist]
-    layers: list[LayerSpec]
+    #: Each layer with the distributions it holds.
+    layers: list[tuple[LayerSpec, tuple[Component, ...]]]
     env: dict[str, str]
     downloaded: int = 0
 
@@ -69,24 +72,27 @@ def indexes_of(settings: PythonSettings) -> Indexes:
 
 
 class PythonSession:
-    """Python packages for one command: the lock, the wheels, and staging for installs."""
+    """Python packages for one command: the wheels and staging for installs. It reads lock sections it
+    is given and returns new ones; it never writes the lock file. ``root`` is the project's folder
+    (paths in lock sections are relative to it)."""
 
-    def __init__(self, store: BlobStore, lock: Lock, settings: PythonSettings, *, locked: bool = False,
-                 update: Iterable[str] = (), on_status: Callable[[str], None] | None = None) -> None:
+    def __init__(self, store: BlobStore, settings: PythonSettings, root: Path, *, locked: bool = False,
+                 update: Iterable[str] = (), lock_name: str = "lamina.lock",
+                 on_status: Callable[[str], None] | None = None) -> None:
         self.store = store
-        self.lock = lock
         self.settings = settings
+        self.root = root
         self.indexes = indexes_of(settings)
         self.locked = locked
         self.update = set(update)
+        self.lock_name = lock_name
         self.on_status = on_status
-        self.resolved: list[str] = []
         self._layer_sets: list[PythonLayers] = []
 
     # -- the target and the lock ----------------------------------------------------------------
 
-    def target_for(self, spec: ImageSpec, base_state: PythonState | None, base_config: Mapping[str, Any],
-                   own_env: Mapping[str, str], debian_python: bool) -> PythonTarget:
+    def target_for(self, spec: ImageSpec, platform: Platform, base_state: PythonState | None,
+                   base_config: Mapping[str, Any], own_env: Mapping[str, str], debian_python: bool) -> PythonTarget:
         if base_state is not None:
             return base_state.target
         config = {"config": {**base_config.get("config", {})}}
@@ -94,33 +100,36 @@ class PythonSession:
         config["config"]["Env"] = env
         minor = _minor_from_env(env)
         interpreter = spec.python or (f"/usr/bin/python{minor}" if debian_python and minor else None)
-        return target_from_config(config, spec.platform, interpreter=interpreter, manylinux=self.settings.manylinux,
+        return target_from_config(config, platform, interpreter=interpreter, manylinux=self.settings.manylinux,
                                   where=f"image {spec.name!r}")
 
     def lock_image(self, spec: ImageSpec, target: PythonTarget, base_state: PythonState | None,
-                   *, makes_venv: bool) -> tuple[dict[str, Any], PythonState]:
-        """The image's lock section (re-resolved when stale or asked to), and the resulting state."""
+                   current: Mapping[str, Any] | None, *,
+                   makes_venv: bool) -> tuple[dict[str, Any], PythonState, bool]:
+        """The image's lock section (``current`` when fresh; re-resolved when stale or asked to), the
+        resulting state, and whether it was resolved now."""
         constraints = base_state.pins if base_state else {}
         declared = [r for path in spec.requirements for r in read_requirements(path)]
         self._check_pins(spec, declared, base_state)
         extra = list(spec.python_packages) + ([t for t in VENV_TOOLS if t not in constraints] if makes_venv else [])
         fingerprint = inputs_fingerprint(spec.requirements, extra, target, constraints, self.indexes)
-        section = self.lock.section(spec.name, LOCK_KIND)
+        section = dict(current) if current is not None else None
         fresh = section is not None and section.get("inputs") == fingerprint and spec.name not in self.update
         if not fresh:
             if self.locked:
                 state = "missing from" if section is None else "out of date in"
-                raise LaminaError(f"the Python packages of {spec.name!r} are {state} {self.lock.path.name}",
-                                  hint="run `lamina lock` and commit the lock file, or build without --locked")
+                raise LockStaleError(f"the Python packages of {spec.name!r} ({target.platform}) are {state} "
+                                     f"{self.lock_name}",
+                                     hint="run `lamina lock` and commit the lock file, or build without --locked")
             section = self._resolve(spec, target, extra, constraints, fingerprint)
         added = [LockedDist.from_lock(d) for d in section["dists"]]
         dists = dict(base_state.dists) if base_state else {}
         dists.update({d.name: d for d in added})
         where = {r.name: r.where for r in declared}
         origins = dict(base_state.origins) if base_state else {}
-        origins.update({d.name: f"{spec.name} ({_short(where[d.name], self.lock.path.parent)})" if d.name in where
+        origins.update({d.name: f"{spec.name} ({_short(where[d.name], self.root)})" if d.name in where
                         else f"{spec.name} (a dependency)" for d in added})
-        return section, PythonState(target, dists, origins)
+        return section, PythonState(target, dists, origins), not fresh
 
     def _check_pins(self, spec: ImageSpec, declared: Sequence[DeclaredRequirement],
                     base_state: PythonState | None) -> None:
@@ -154,53 +163,53 @@ class PythonSession:
             "platform": target.uv_platform,
             "venv": target.venv,
             "inputs": fingerprint,
-            "requirements": [_relative(p, self.lock.path.parent) for p in spec.requirements] + list(extra),
+            "requirements": [_relative(p, self.root) for p in spec.requirements] + list(extra),
             "dists": [d.to_lock() for d in added],
         }
-        self.lock.set_section(spec.name, LOCK_KIND, section)
-        self.resolved.append(spec.name)
         return section
 
     # -- layers ---------------------------------------------------------------------------------
 
-    def plan(self, spec: ImageSpec, base: Image | None, base_state: PythonState | None, *,
+    def plan(self, spec: ImageSpec, platform: Platform, base: Image | None, base_state: PythonState | None, *,
              own_env: Mapping[str, str], debian_python: bool) -> tuple[PythonTarget, bool, dict[str, str]]:
         """The image's target, whether it makes the venv, and the env the venv needs."""
         base_config = base.config.json() if base else {}
-        base_env = dict(e.split("=", 1) for e in base_config.get("config", {}).get("Env") or [] if "=" in e)
-        target = self.target_for(spec, base_state, base_config, own_env, debian_python)
+        base_env = env_of(base_config.get("config", {}))
+        target = self.target_for(spec, platform, base_state, base_config, own_env, debian_python)
         makes_venv = base_env.get("VIRTUAL_ENV") != target.venv and base_state is None
         return target, makes_venv, venv_env(target, base_env.get("PATH") or own_env.get("PATH"))
 
-    def lock_only(self, spec: ImageSpec, base: Image | None, base_state: PythonState | None, *,
-                  own_env: Mapping[str, str], debian_python: bool) -> tuple[PythonState, dict[str, str]]:
-        """Lock (or resolve) the image without fetching or installing anything."""
-        target, makes_venv, env = self.plan(spec, base, base_state, own_env=own_env, debian_python=debian_python)
-        return self.lock_image(spec, target, base_state, makes_venv=makes_venv)[1], env
-
-    def prepare(self, spec: ImageSpec, base: Image | None, base_state: PythonState | None, *,
-                own_env: Mapping[str, str], debian_python: bool, media_type: str, mtime: int,
-                uid: int = 0, gid: int = 0) -> PreparedPython:
-        target, makes_venv, env = self.plan(spec, base, base_state, own_env=own_env, debian_python=debian_python)
-        section, state = self.lock_image(spec, target, base_state, makes_venv=makes_venv)
+    def prepare(self, spec: ImageSpec, platform: Platform, base: Image | None, base_state: PythonState | None,
+                current: Mapping[str, Any] | None, *, own_env: Mapping[str, str], debian_python: bool,
+                media_type: str, mtime: int, fetch: bool = True, uid: int = 0, gid: int = 0) -> PreparedPython:
+        """Lock (or resolve) the image's distributions; with ``fetch``, fetch the wheels the uncached
+        layers need and describe the layers."""
+        target, makes_venv, env = self.plan(spec, platform, base, base_state, own_env=own_env,
+                                            debian_python=debian_python)
+        section, state, resolved = self.lock_image(spec, target, base_state, current, makes_venv=makes_venv)
         added = [LockedDist.from_lock(d) for d in section["dists"]]
+        prepared = PreparedPython(state, section, resolved, added, [], env)
+        if not fetch:
+            return prepared
         groups = group_dists(added)
         check_budget(spec.name, len(base.layers) if base else 0, len(groups) + 1)
         needed = self._uncached(groups, target, media_type, mtime, uid, gid)
-        downloaded = 0
 
         def count(_: LockedDist, size: int) -> None:
-            nonlocal downloaded
-            downloaded += size
+            prepared.downloaded += size
 
         if needed and self.on_status:
             self.on_status(f"fetching {len(needed)} wheels for {spec.name}")
         wheels = fetch_wheels(needed, self.store, on_done=count) if needed else {}
         installer = PythonLayers(target, wheels, self.store.tmp_dir, uid=uid, gid=gid)
         self._layer_sets.append(installer)
-        layers = [self._venv_layer(target)] if makes_venv else []
-        layers += [installer.spec(g) for g in groups]
-        return PreparedPython(state, added, layers, env, downloaded)
+        if makes_venv:
+            prepared.layers.append((self._venv_layer(target), (Component("files", f"python venv {target.venv}",
+                                                                         origin="lamina"),)))
+        origins = state.origins
+        prepared.layers += [(installer.spec(g), tuple(_component(d, origins.get(d.name, ""), target) for d in g))
+                            for g in groups]
+        return prepared
 
     def _uncached(self, groups: Sequence[Sequence[LockedDist]], target: PythonTarget, media_type: str, mtime: int,
                   uid: int, gid: int) -> list[LockedDist]:
@@ -220,6 +229,11 @@ class PythonSession:
         for layer_set in self._layer_sets:
             layer_set.cleanup()
         self._layer_sets.clear()
+
+
+def _component(dist: LockedDist, origin: str, target: PythonTarget) -> Component:
+    return Component("python", dist.name, dist.version, "", dist.sha256, dist.size or 0, dist.filename, dist.url,
+                     origin=origin)
 
 
 def _minor_from_env(env: Sequence[str]) -> str | None:

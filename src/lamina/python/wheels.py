@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,12 +10,12 @@ from urllib.parse import unquote, urlparse
 
 import httpx
 
-from lamina.errors import DigestMismatchError, LaminaError
+from lamina.errors import DigestMismatchError, DownloadError, LaminaError
+from lamina.oci.http import download_blob, make_client
 from lamina.oci.store import BlobStore
 from lamina.python.resolve import LockedDist
 
 PARALLEL_DOWNLOADS = 6
-RETRIES = 3
 
 
 def wheel_digest(dist: LockedDist) -> str:
@@ -33,7 +32,7 @@ def fetch_wheels(
     missing = [d for d in dists if not store.has(wheel_digest(d))]
     lock = threading.Lock()
     if missing:
-        with httpx.Client(timeout=httpx.Timeout(60, connect=20), follow_redirects=True) as client:
+        with make_client(max_connections=PARALLEL_DOWNLOADS) as client:
 
             def one(dist: LockedDist) -> None:
                 size = _fetch(client, dist, store)
@@ -50,27 +49,20 @@ def _fetch(client: httpx.Client, dist: LockedDist, store: BlobStore) -> int:
     parsed = urlparse(dist.url)
     if parsed.scheme == "file":
         return _copy_local(Path(unquote(parsed.path)), dist, store)
-    for attempt in range(RETRIES + 1):
-        try:
-            with store.writing(wheel_digest(dist)) as blob, client.stream("GET", dist.url) as response:
-                if response.status_code != 200:
-                    raise LaminaError(f"downloading {dist.filename} failed: HTTP {response.status_code} from {parsed.netloc}",
-                                      hint="check the index is reachable, then run the build again")
-                for chunk in response.iter_bytes(1 << 20):
-                    blob.write(chunk)
-                return blob.size
-        except DigestMismatchError:
-            raise DigestMismatchError(
-                f"{dist.filename} from {parsed.netloc} does not match the sha256 in the lock ({dist.sha256})",
-                hint="the index served other bytes than it did when the lock was made; nothing was stored. "
-                "If the release was replaced on purpose, run `lamina lock` again",
-            ) from None
-        except httpx.TransportError as e:
-            if attempt == RETRIES:
-                raise LaminaError(f"downloading {dist.filename} failed: {e}",
-                                  hint=f"{parsed.netloc} is unreachable; check the network or the index URL") from e
-            time.sleep(0.5 * 2**attempt)
-    raise AssertionError("unreachable")
+    try:
+        return download_blob(client, dist.url, store, wheel_digest(dist), size=dist.size, what=dist.filename)
+    except DigestMismatchError as e:
+        raise DigestMismatchError(
+            f"{e.message} (the lock pins sha256 {dist.sha256} for {dist.pin})",
+            hint="the index served other bytes than it did when the lock was made; nothing was stored. "
+            "If the release was replaced on purpose, run `lamina lock` again",
+        ) from None
+    except DownloadError as e:
+        if e.status is None:
+            raise
+        raise DownloadError(e.message, url=e.url, status=e.status,
+                            hint=f"check that {parsed.netloc} still serves {dist.filename}; if it was removed, "
+                            "run `lamina lock` again") from None
 
 
 def _copy_local(path: Path, dist: LockedDist, store: BlobStore) -> int:

@@ -3,34 +3,31 @@
 * Scheme: https always. Plain http only for a host marked insecure or a loopback host (127.0.0.0/8,
   ``localhost``, ``::1``), as Docker does: try https first, fall back to http when TLS or the connection
   fails, and remember the answer.
-* Retries: connection errors (except "connection refused", which is final) and 408, 429 and 5xx answers
-  are retried with exponential backoff, honouring ``Retry-After`` (seconds or an HTTP date, capped).
+* Retries: lamina's one :class:`~lamina.oci.http.RetryPolicy` (connection errors except "connection
+  refused" and bad certificates, 408, 429 and 5xx answers; exponential backoff; ``Retry-After``).
+  The client comes from :func:`~lamina.oci.http.make_client`; only the auth flow is the registry's own.
 * Logging: ``lamina.registry`` at DEBUG, one line per request (method, URL with upload state and
   unknown query values elided, status). Headers, and so credentials and tokens, are never logged.
 """
 
 from __future__ import annotations
 
-import email.utils
-import errno
 import ipaddress
 import json
 import logging
-import ssl
 import threading
-import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 
 import httpx
 
 from lamina.errors import AuthError, NotFoundError, RegistryError, RegistryUnreachableError
+from lamina.oci.http import RETRY_STATUSES, RetryPolicy, describe, make_client, retry_after_seconds
 from lamina.oci.registry.auth import BodyNotReplayable
+
+__all__ = ["Body", "Session", "error_codes", "error_text", "is_loopback", "redact", "retry_after_seconds"]
 
 log = logging.getLogger("lamina.registry")
 
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-MAX_RETRY_AFTER = 30.0
 _LOGGED_PARAMS = {"digest", "mount", "from", "n", "last", "service", "scope"}
 
 #: A request body: bytes, or a factory making a fresh byte iterator for each attempt.
@@ -50,23 +47,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
-
-
-def retry_after_seconds(value: str | None, *, now: float | None = None, cap: float = MAX_RETRY_AFTER) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), capped; None if absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), cap)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    current = datetime.now(UTC).timestamp() if now is None else now
-    return max(0.0, min(when.timestamp() - current, cap))
 
 
 def redact(url: httpx.URL) -> str:
@@ -101,20 +81,6 @@ def error_codes(response: httpx.Response) -> set[str]:
         return set()
 
 
-def _refused(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ConnectionRefusedError) or getattr(seen, "errno", None) == errno.ECONNREFUSED:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return "connection refused" in str(exc).lower()
-
-
-def _cause(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text.splitlines()[0][:200]
-
-
 class Session:
     """Sends requests to one registry with retries; maps failures to lamina errors."""
 
@@ -135,24 +101,13 @@ class Session:
     ) -> None:
         self.registry = registry
         self.host = host or registry
-        self.retries = max(0, retries)
-        self.backoff = backoff
+        self.retry = RetryPolicy(attempts=max(0, retries) + 1, backoff=backoff)
         self._allow_http = insecure or is_loopback(self.host)
         self._scheme: str | None = None if self._allow_http else "https"
         self._scheme_lock = threading.Lock()
-        if isinstance(verify, str):
-            verify = ssl.create_default_context(cafile=verify)
-        hooks = {"request": [on_request]} if on_request else {}
-        self.http = httpx.Client(
-            auth=auth,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
-            follow_redirects=True,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            transport=transport,
-            verify=verify,
-            event_hooks=hooks,
-            headers={"User-Agent": "lamina"},
-        )
+        hooks: dict[str, list[Callable[..., object]]] = {"request": [on_request]} if on_request else {}
+        self.http = make_client(auth=auth, timeout=timeout, max_connections=max_connections, transport=transport,
+                                verify=verify, event_hooks=hooks)
 
     def close(self) -> None:
         self.http.close()
@@ -177,7 +132,7 @@ class Session:
             self.http.get(f"https://{self.host}/v2/", auth=None).close()
             return "https"
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            log.debug("https to %s failed (%s); using http", self.host, _cause(exc))
+            log.debug("https to %s failed (%s); using http", self.host, describe(exc))
             return "http"
         except httpx.TimeoutException:
             return "http"
@@ -203,7 +158,7 @@ class Session:
         expected = set(expect)
         target = self.url(url) if isinstance(url, str) else url
         what = what or f"{method} {target.path}"
-        attempts, attempt, resent = self.retries + 1, 0, False
+        attempts, attempt, resent = self.retry.attempts, 0, False
         while True:
             body = content() if callable(content) else content
             try:
@@ -215,33 +170,26 @@ class Session:
                 resent = True  # the auth flow now holds a token: send once more with a fresh body
                 continue
             except httpx.TransportError as exc:
-                log.debug("%s %s -> %s", method, redact(target), _cause(exc))
+                log.debug("%s %s -> %s", method, redact(target), describe(exc))
                 attempt += 1
-                if _refused(exc) or attempt == attempts:
+                if not self.retry.retries_error(exc) or attempt >= attempts:
                     raise self._unreachable(exc, attempts=attempt) from None
-                self._sleep(attempt - 1, None)
+                self.retry.wait(attempt)
                 continue
             log.debug("%s %s -> %d", method, redact(target), response.status_code)
             attempt += 1
             if response.status_code in expected:
                 return response
-            if response.status_code in RETRY_STATUSES and attempt < attempts:
+            if self.retry.retries_status(response.status_code) and attempt < attempts:
                 response.close()
-                self._sleep(attempt - 1, response.headers.get("Retry-After"))
+                self.retry.wait(attempt, response.headers.get("Retry-After"))
                 continue
             raise self._failure(response, what, attempts=attempt)
-
-    def _sleep(self, attempt: int, retry_after: str | None) -> None:
-        delay = retry_after_seconds(retry_after)
-        if delay is None:
-            delay = self.backoff * (2**attempt)
-        log.debug("retrying in %.1fs", delay)
-        time.sleep(delay)
 
     def _unreachable(self, exc: BaseException, *, attempts: int) -> RegistryUnreachableError:
         tries = f" (after {attempts} attempts)" if attempts > 1 else ""
         return RegistryUnreachableError(
-            f"registry {self.registry} is unreachable{tries}: {_cause(exc)}",
+            f"registry {self.registry} is unreachable{tries}: {describe(exc)}",
             hint="check the host name and port, your network, and that the registry is running",
         )
 

@@ -1,4 +1,4 @@
-"""``lamina.toml``: the project's images, read and checked into typed specs.
+"""Reading ``lamina.toml`` into the typed specs of :mod:`lamina.config.model`.
 
 Every problem is reported with the file, the line, the key, what was expected and what was found.
 Registry, owner and version can be overridden by environment (``LAMINA_REGISTRY``, ``LAMINA_OWNER``,
@@ -7,168 +7,23 @@ Registry, owner and version can be overridden by environment (``LAMINA_REGISTRY`
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
-import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, get_args
 
+from lamina.config.model import (
+    CONFIG_NAME,
+    CopySpec,
+    ImageSpec,
+    ProjectConfig,
+    PythonSettings,
+    _suggest,
+)
 from lamina.errors import ConfigError
 from lamina.oci.compress import Compression
-from lamina.oci.model import Format, HealthCheck, Platform, RunConfig
-from lamina.oci.reference import Reference
-from lamina.python.asgi import find_asgi_app
-
-CONFIG_NAME = "lamina.toml"
-DEFAULT_OUTPUT = "oci:build/oci"
-#: What a service's code layers leave out: build inputs and caches, not code (so bumping a requirement
-#: changes the package layers only).
-CODE_EXCLUDES = ("__pycache__", ".git", "*.pyc", "requirements*.txt")
-ENV_OVERRIDES = {
-    "registry": "LAMINA_REGISTRY",
-    "owner": "LAMINA_OWNER",
-    "version": "LAMINA_VERSION",
-    "base_version": "LAMINA_BASE_VERSION",
-}
-
-
-@dataclass(frozen=True)
-class CopySpec:
-    """Copy ``src`` (a file or directory of the project) to ``dest`` in the image."""
-
-    src: Path
-    dest: str
-    mode: int | None = None
-    uid: int = 0
-    gid: int = 0
-    exclude: tuple[str, ...] = ("__pycache__", ".git")
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    """One image of the project, as declared under ``[images.NAME]``."""
-
-    name: str
-    base: str = "scratch"
-    platform: Platform = field(default_factory=Platform)
-    copies: tuple[CopySpec, ...] = ()
-    symlinks: Mapping[str, str] = field(default_factory=dict)
-    run: RunConfig = field(default_factory=RunConfig)
-    annotations: Mapping[str, str] = field(default_factory=dict)
-    repository: str | None = None
-    tags: tuple[str, ...] = ()
-    packages: tuple[str, ...] = ()
-    requirements: tuple[Path, ...] = ()
-    python_packages: tuple[str, ...] = ()
-    python: str | None = None
-    service: ServiceCode | None = None
-
-    @property
-    def uses_python(self) -> bool:
-        return bool(self.requirements or self.python_packages)
-
-
-@dataclass(frozen=True)
-class ServiceCode:
-    """What makes an image a service: its folder, the code it ships, its own requirements file."""
-
-    folder: Path
-    code: tuple[Path, ...]
-    requirements: Path | None
-
-
-@dataclass(frozen=True)
-class PythonSettings:
-    """``[python]``: where packages come from and which manylinux the images' glibc allows."""
-
-    index_url: str | None = None
-    extra_index_urls: tuple[str, ...] = ()
-    find_links: tuple[str, ...] = ()
-    manylinux: str = "manylinux_2_28"
-    no_index: bool = False
-
-
-@dataclass(frozen=True)
-class ProjectConfig:
-    """The whole ``lamina.toml``."""
-
-    path: Path
-    registry: str | None = None
-    owner: str | None = None
-    version: str | None = None
-    base_version: str | None = None
-    format: Format = "oci"
-    compression: Compression = "gzip"
-    output: str = DEFAULT_OUTPUT
-    insecure_registries: tuple[str, ...] = ()
-    source: str | None = None
-    revision: str | None = None
-    debian_mirror: str = "https://deb.debian.org/debian"
-    debian_security_mirror: str = "https://deb.debian.org/debian-security"
-    debian_suites: tuple[str, ...] = ()
-    debian_keyring: Path = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
-    images: Mapping[str, ImageSpec] = field(default_factory=dict)
-    python: PythonSettings = field(default_factory=PythonSettings)
-    podman: tuple[str, ...] = ()
-    podman_run_flags: tuple[str, ...] = ()
-
-    @property
-    def root(self) -> Path:
-        return self.path.parent
-
-    def with_overrides(self, env: Mapping[str, str] = os.environ, **flags: str | None) -> ProjectConfig:
-        """Apply environment, then flag, overrides of registry/owner/version (None: not given)."""
-        changes: dict[str, str] = {}
-        for key, var in ENV_OVERRIDES.items():
-            if env.get(var):
-                changes[key] = env[var]
-            if flags.get(key):
-                changes[key] = str(flags[key])
-        return replace(self, **changes)  # type: ignore[arg-type]
-
-    def image(self, name: str) -> ImageSpec:
-        if name not in self.images:
-            raise ConfigError(
-                f"{self.path}: no image named {name!r}",
-                hint=_suggest(name, self.images) or f"images here: {', '.join(self.images) or 'none'}",
-            )
-        return self.images[name]
-
-    def target(self, spec: ImageSpec, tag: str | None = None) -> Reference:
-        """Where ``spec`` is pushed: ``registry/owner/name:version`` unless configured otherwise."""
-        repository = spec.repository or "/".join(p for p in (self.owner, spec.name) if p)
-        if not _has_host(repository):
-            if self.registry is None:
-                raise ConfigError(
-                    f"image {spec.name!r} has no registry to push to",
-                    hint="set `registry` in [project], LAMINA_REGISTRY, or pass --registry",
-                )
-            repository = f"{self.registry}/{repository}"
-        return Reference.parse(repository).with_tag(tag or self.tag_of(spec))
-
-    def tag_of(self, spec: ImageSpec) -> str:
-        """An image's tag: its own ``tags``, else ``base_version`` for bases (images that are not
-        services) when set, else ``version``, else ``latest`` (the seed's BASE_VERSION/version split)."""
-        if spec.tags:
-            return spec.tags[0]
-        if spec.service is None and self.base_version:
-            return self.base_version
-        return self.version or "latest"
-
-
-def service_name(folder: Path) -> str:
-    """The image name of a service folder: ``apps/svc_ocr`` → ``svc-ocr`` (as the seed names them)."""
-    return folder.name.replace("_", "-").lower()
-
-
-def _has_host(repository: str) -> bool:
-    first, slash, _ = repository.partition("/")
-    return bool(slash) and ("." in first or ":" in first or first == "localhost")
-
+from lamina.oci.model import Format, HealthCheck, Platform, RunConfig, host_platform
 
 # -- reading -----------------------------------------------------------------------------------
 
@@ -296,12 +151,12 @@ class _Reader:
         values["debian_suites"] = suites
         if (keyring := self.get("project", proj, "debian_keyring", str, "a path to a keyring file")) is not None:
             values["debian_keyring"] = (self.path.parent / keyring).absolute()
-        default_platform = self.platform("project", proj, Platform())
+        default_platform = self.platforms("project", proj, (host_platform(),))
         images = data.get("images", {})
         if not isinstance(images, dict):
             raise self.error("", "images", "expected tables [images.NAME]")
         specs = {name: self.image(name, body, default_platform) for name, body in images.items()}
-        for spec in self.services(data.get("services"), default_platform):
+        for spec in read_services(self, data.get("services"), default_platform):
             if spec.name in specs:
                 raise self.error("services", None, f"service {spec.name!r} has the name of an image in [images]",
                                  "rename one of them")
@@ -328,100 +183,32 @@ class _Reader:
             no_index=bool(self.get("python", table, "no_index", bool, "true or false")),
         )
 
-    def services(self, table: Any, default_platform: Platform) -> list[ImageSpec]:
-        """One image per folder matching ``[services] glob``, with per-service tables as overrides."""
-        if table is None:
-            return []
-        if not isinstance(table, dict):
-            raise self.error("", "services", "expected a table [services]")
-        defaults = {k: v for k, v in table.items() if not isinstance(v, dict) or k in ("env", "labels")}
-        overrides = {k: v for k, v in table.items() if isinstance(v, dict) and k not in ("env", "labels")}
-        self.check_keys("services", defaults, _SERVICE_KEYS)
-        patterns = self.str_list("services", defaults, "glob")
-        if not patterns:
-            raise self.error("services", None, "needs glob = \"apps/svc_*\" (where the service folders are)")
-        pattern = ", ".join(patterns)
-        excluded = self.str_list("services", defaults, "exclude") or []
-        found = {p for glob in patterns for p in self.path.parent.glob(glob) if p.is_dir() and p.name != "__pycache__"}
-        folders = sorted((p for p in found if not any(fnmatch.fnmatchcase(p.name, x) for x in excluded)),
-                         key=lambda p: p.name)
-        by_name = {f.name: f for f in folders} | {service_name(f): f for f in folders}
-        for key in overrides:
-            if key not in by_name:
-                raise self.error(f"services.{key}", None, f"no service folder {key!r} matches {pattern!r}",
-                                 _suggest(key, by_name) or f"services found: {', '.join(map(service_name, folders))}")
-        specs = []
-        for folder in folders:
-            own = overrides.get(folder.name) or overrides.get(service_name(folder)) or {}
-            table_name = f"services.{folder.name if folder.name in overrides else service_name(folder)}"
-            self.check_keys(table_name, own, _SERVICE_KEYS)
-            specs.append(self.service(folder, {**defaults, **own}, table_name if own else "services", default_platform))
-        return specs
-
-    def service(self, folder: Path, body: Mapping[str, Any], table: str, default_platform: Platform) -> ImageSpec:
-        root = self.path.parent
-        name = service_name(folder)
-        uid, gid = self.owner(table, body.get("user", "1000:1000"))
-        port = body.get("port", 8000)
-        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-            raise self.error(table, "port", f"expected a port number, got {port!r}")
-        ship = [root / p for p in self.str_list(table, body, "ship") or []]
-        for path in ship:
-            if not path.exists():
-                raise self.error(table, "ship", f"{path} does not exist", "paths are relative to lamina.toml")
-        req_name = self.get(table, body, "requirements", str, "a file name such as \"requirements.txt\"") or "requirements.txt"
-        requirements = folder / req_name if (folder / req_name).is_file() else None
-        copies = [CopySpec(src=p, dest="/app/" + p.relative_to(root).as_posix(), uid=uid, gid=gid, exclude=CODE_EXCLUDES)
-                  for p in [*ship, folder]]
-        command = self.str_list(table, body, "command") or self.uvicorn(folder, table, port)
-        health = self.get(table, body, "health", str, "an HTTP path such as \"/healthz\"") or "/healthz"
-        probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}{health}', timeout=3)"
-        run = RunConfig(
-            env={"PYTHONPATH": "/app", "PYTHONUNBUFFERED": "1", **self.str_map(table, body, "env")},
-            cmd=command,
-            workdir="/app",
-            user=f"{uid}:{gid}",
-            exposed_ports=[f"{port}/tcp"],
-            labels={"org.opencontainers.image.title": name, **self.str_map(table, body, "labels")},
-            healthcheck=HealthCheck(test=["CMD", "python", "-c", probe], interval_s=10, timeout_s=5,
-                                    start_period_s=5, retries=3),
-        )
-        base = self.get(table, body, "base", str, "an image name such as \"base-runtime\"") or "scratch"
-        return ImageSpec(
-            name=name,
-            base=base,
-            platform=self.platform(table, body, default_platform),
-            copies=tuple(copies),
-            run=run,
-            packages=self.packages(table, body, base),
-            requirements=(requirements,) if requirements else (),
-            python_packages=tuple(self.str_list(table, body, "python_packages") or ()),
-            service=ServiceCode(folder, tuple(ship) + (folder,), requirements),
-        )
-
-    def uvicorn(self, folder: Path, table: str, port: int) -> list[str]:
-        app = find_asgi_app(folder, self.path.parent)
-        if app is None:
-            raise self.error(table, "command", f"no ASGI app (such as `app = FastAPI()`) found in {folder}",
-                             "set command = [...] for this service")
-        return ["python", "-m", "uvicorn", app, "--host", "0.0.0.0", "--port", str(port)]
-
     def choice(self, table: str, data: Mapping[str, Any], key: str, options: tuple[str, ...], default: str) -> str:
         value = data.get(key, default)
         if value not in options:
             raise self.error(table, key, f"expected one of {', '.join(map(repr, options))}, got {value!r}")
         return str(value)
 
-    def platform(self, table: str, data: Mapping[str, Any], default: Platform) -> Platform:
-        text = self.get(table, data, "platform", str, "a platform such as \"linux/amd64\"")
-        if text is None:
+    def platforms(self, table: str, data: Mapping[str, Any],
+                  default: tuple[Platform, ...]) -> tuple[Platform, ...]:
+        """``platform = "linux/arm64"`` or ``platforms = ["linux/amd64", "linux/arm64"]`` (not both)."""
+        if "platform" in data and "platforms" in data:
+            raise self.error(table, "platforms", "set either platform or platforms, not both")
+        key = "platforms" if "platforms" in data else "platform"
+        texts = self.str_list(table, data, key)
+        if texts is None:
             return default
+        if not texts:
+            raise self.error(table, key, "expected at least one platform such as \"linux/amd64\"")
         try:
-            return Platform.parse(text)
+            platforms = tuple(Platform.parse(t) for t in texts)
         except Exception as e:
-            raise self.error(table, "platform", str(e)) from None
+            raise self.error(table, key, str(e), "write platforms as OS/ARCH[/VARIANT], e.g. \"linux/arm64\"") from None
+        if len(set(platforms)) != len(platforms):
+            raise self.error(table, key, "a platform is listed twice")
+        return platforms
 
-    def image(self, name: str, body: Any, default_platform: Platform) -> ImageSpec:
+    def image(self, name: str, body: Any, default_platform: tuple[Platform, ...]) -> ImageSpec:
         table = f"images.{name}"
         if not re.fullmatch(r"[a-z0-9]+(?:[._-][a-z0-9]+)*", name):
             raise self.error(table, None, "image names are lower-case letters, digits and . _ -")
@@ -437,7 +224,7 @@ class _Reader:
         return ImageSpec(
             name=name,
             base=base or "scratch",
-            platform=self.platform(table, body, default_platform),
+            platforms=self.platforms(table, body, default_platform),
             copies=tuple(self.copies(table, body.get("copy", []))),
             symlinks=self.str_map(table, body, "symlinks"),
             run=self.run_config(table, body),
@@ -578,23 +365,21 @@ class _Reader:
         return uid, int(m.group(2) or uid)
 
 
-def _suggest(word: str, options: Mapping[str, object] | Callable[[], object]) -> str | None:
-    close = difflib.get_close_matches(word, list(options), n=1)
-    return f"did you mean {close[0]!r}?" if close else None
-
-
 _PROJECT_KEYS = dict.fromkeys(
     ["registry", "owner", "version", "base_version", "format", "compression", "output", "insecure_registries", "source", "revision", "platform",
-     "debian_mirror", "debian_security_mirror", "debian_suites", "debian_keyring"]
+     "platforms", "debian_mirror", "debian_security_mirror", "debian_suites", "debian_keyring"]
 )
 _IMAGE_KEYS = dict.fromkeys(
     ["from", "platform", "copy", "symlinks", "env", "workdir", "user", "entrypoint", "cmd", "expose", "labels", "healthcheck",
-     "annotations", "repository", "tags", "packages", "requirements", "python_packages", "python"]
+     "annotations", "repository", "tags", "packages", "requirements", "python_packages", "python", "platforms"]
 )
 _PYTHON_KEYS = dict.fromkeys(["index_url", "extra_index_urls", "find_links", "manylinux", "no_index"])
 _SERVICE_KEYS = dict.fromkeys(
     ["glob", "exclude", "base", "ship", "requirements", "python_packages", "packages", "port", "health", "user", "command", "env",
-     "labels", "platform"]
+     "labels", "platform", "platforms"]
 )
 _COPY_KEYS = dict.fromkeys(["src", "dest", "mode", "owner", "exclude"])
 _HEALTH_KEYS = dict.fromkeys(["test", "interval", "timeout", "start_period", "retries"])
+
+
+from lamina.config.services import read_services  # noqa: E402  (services are read with this reader)

@@ -1,0 +1,163 @@
+"""The typed specs ``lamina.toml`` is read into: the project, its images, its services.
+
+Nothing here reads files or knows a package source; :mod:`lamina.config.reader` fills these in.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from lamina import naming
+from lamina.errors import ConfigError
+from lamina.oci.compress import Compression
+from lamina.oci.model import Format, Platform, RunConfig
+from lamina.oci.reference import Reference
+
+CONFIG_NAME = "lamina.toml"
+DEFAULT_OUTPUT = "oci:build/oci"
+#: What a service's code layers leave out: build inputs and caches, not code (so bumping a requirement
+#: changes the package layers only).
+CODE_EXCLUDES = ("__pycache__", ".git", "*.pyc", "requirements*.txt")
+ENV_OVERRIDES = {
+    "registry": "LAMINA_REGISTRY",
+    "owner": "LAMINA_OWNER",
+    "version": "LAMINA_VERSION",
+    "base_version": "LAMINA_BASE_VERSION",
+}
+
+
+@dataclass(frozen=True)
+class CopySpec:
+    """Copy ``src`` (a file or directory of the project) to ``dest`` in the image."""
+
+    src: Path
+    dest: str
+    mode: int | None = None
+    uid: int = 0
+    gid: int = 0
+    exclude: tuple[str, ...] = ("__pycache__", ".git")
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One image of the project, as declared under ``[images.NAME]``."""
+
+    name: str
+    base: str = "scratch"
+    #: The platforms it is built for (one image per platform; an index when there are several).
+    platforms: tuple[Platform, ...] = (Platform(),)
+    copies: tuple[CopySpec, ...] = ()
+    symlinks: Mapping[str, str] = field(default_factory=dict)
+    run: RunConfig = field(default_factory=RunConfig)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    repository: str | None = None
+    tags: tuple[str, ...] = ()
+    packages: tuple[str, ...] = ()
+    requirements: tuple[Path, ...] = ()
+    python_packages: tuple[str, ...] = ()
+    python: str | None = None
+    service: ServiceCode | None = None
+
+    @property
+    def uses_python(self) -> bool:
+        return bool(self.requirements or self.python_packages)
+
+    @property
+    def platform(self) -> Platform:
+        """The first of its platforms (the only one of a single-platform image)."""
+        return self.platforms[0]
+
+
+@dataclass(frozen=True)
+class ServiceCode:
+    """What makes an image a service: its folder, the code it ships, its own requirements file."""
+
+    folder: Path
+    code: tuple[Path, ...]
+    requirements: Path | None
+    #: The project's folder (module paths are relative to it), the port it serves on, and the
+    #: lamina.toml table that configures it (for messages).
+    root: Path = Path(".")
+    port: int = 8000
+    table: str = "services"
+
+
+@dataclass(frozen=True)
+class PythonSettings:
+    """``[python]``: where packages come from and which manylinux the images' glibc allows."""
+
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+    manylinux: str = "manylinux_2_28"
+    no_index: bool = False
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """The whole ``lamina.toml``."""
+
+    path: Path
+    registry: str | None = None
+    owner: str | None = None
+    version: str | None = None
+    base_version: str | None = None
+    format: Format = "oci"
+    compression: Compression = "gzip"
+    output: str = DEFAULT_OUTPUT
+    insecure_registries: tuple[str, ...] = ()
+    source: str | None = None
+    revision: str | None = None
+    debian_mirror: str = "https://deb.debian.org/debian"
+    debian_security_mirror: str = "https://deb.debian.org/debian-security"
+    debian_suites: tuple[str, ...] = ()
+    debian_keyring: Path = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+    images: Mapping[str, ImageSpec] = field(default_factory=dict)
+    python: PythonSettings = field(default_factory=PythonSettings)
+    podman: tuple[str, ...] = ()
+    podman_run_flags: tuple[str, ...] = ()
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def with_overrides(self, env: Mapping[str, str] = os.environ, **flags: str | None) -> ProjectConfig:
+        """Apply environment, then flag, overrides of registry/owner/version (None: not given)."""
+        changes: dict[str, str] = {}
+        for key, var in ENV_OVERRIDES.items():
+            if env.get(var):
+                changes[key] = env[var]
+            if flags.get(key):
+                changes[key] = str(flags[key])
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def image(self, name: str) -> ImageSpec:
+        if name not in self.images:
+            raise ConfigError(
+                f"{self.path}: no image named {name!r}",
+                hint=_suggest(name, self.images) or f"images here: {', '.join(self.images) or 'none'}",
+            )
+        return self.images[name]
+
+    def target(self, spec: ImageSpec, tag: str | None = None) -> Reference:
+        """Where ``spec`` is pushed: ``registry/owner/name:tag`` unless configured otherwise."""
+        return naming.push_target(self, spec, tag)
+
+    def tag_of(self, spec: ImageSpec) -> str:
+        """An image's own tag (:func:`lamina.naming.own_tag`)."""
+        return naming.own_tag(self, spec)
+
+
+def service_name(folder: Path) -> str:
+    """The image name of a service folder: ``apps/svc_ocr`` → ``svc-ocr`` (as the seed names them)."""
+    return folder.name.replace("_", "-").lower()
+
+
+def _suggest(word: str, options: Mapping[str, object]) -> str | None:
+    """``did you mean 'x'?`` for the closest of ``options``, if any is close."""
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f"did you mean {close[0]!r}?" if close else None

@@ -1,0 +1,79 @@
+"""Helpers shared by the tests: run the real CLI, copy the example project, read an OCI layout or a store."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tax-agent"
+REF_NAME = "org.opencontainers.image.ref.name"
+LOOPBACK = "127.0.0.1,localhost"
+
+
+# -- the CLI ---------------------------------------------------------------------------------------------
+
+
+def run_lamina(*args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True, stdin: str | None = None):
+    """Run the real CLI in a subprocess (as a user would)."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    result = subprocess.run(
+        [sys.executable, "-m", "lamina", *args], cwd=cwd, env=full_env, capture_output=True, text=True, input=stdin
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"lamina {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def lamina(root: Path, store: Path, *args: str, check: bool = True, env: dict[str, str] | None = None):
+    """``lamina ARGS`` in the project ``root`` with the blob store ``store``; loopback registries bypass any proxy."""
+    return run_lamina(*args, cwd=root, env={"LAMINA_STORE": str(store), "NO_PROXY": LOOPBACK, **(env or {})},
+                      check=check)
+
+
+def build_json(root: Path, store: Path, *args: str) -> dict:
+    """``lamina build --json ARGS``: its summary."""
+    return json.loads(lamina(root, store, "build", "--json", *args).stdout)
+
+
+def copy_example(dest: Path, *, ignore: tuple[str, ...] = ()) -> Path:
+    """A copy of examples/tax-agent at ``dest``, without what a build or export writes."""
+    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("build", "__pycache__", *ignore))
+    return dest
+
+
+# -- OCI layouts and stores ------------------------------------------------------------------------------
+
+
+def blob(root: Path, digest: str) -> bytes:
+    """A blob of an OCI layout or of a lamina store (both keep them under blobs/sha256/)."""
+    return (root / "blobs" / "sha256" / digest.split(":")[-1]).read_bytes()
+
+
+def layout_index(layout: Path) -> dict:
+    return json.loads((layout / "index.json").read_bytes())
+
+
+def ref_digests(layout: Path) -> dict[str, str]:
+    """Each ref name of the layout's index and its manifest digest."""
+    return {m["annotations"][REF_NAME]: m["digest"] for m in layout_index(layout)["manifests"]}
+
+
+def manifest_of(layout: Path, ref_name: str) -> tuple[str, dict]:
+    """The digest and the manifest tagged ``ref_name`` in the layout."""
+    for entry in layout_index(layout)["manifests"]:
+        if entry["annotations"][REF_NAME] == ref_name:
+            return entry["digest"], json.loads(blob(layout, entry["digest"]))
+    raise AssertionError(f"{ref_name} not in the layout {layout}")
+
+
+def config_of(layout: Path, ref_name: str) -> dict:
+    """The image config of ``ref_name`` in the layout."""
+    return json.loads(blob(layout, manifest_of(layout, ref_name)[1]["config"]["digest"]))
+
+
+def layer_digests(layout: Path, ref_name: str) -> list[str]:
+    return [layer["digest"] for layer in manifest_of(layout, ref_name)[1]["layers"]]

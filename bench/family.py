@@ -120,31 +120,75 @@ def timed(cmd: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None, l
 
 
 class Utilisation:
-    """The machine's CPU use (share of all cores busy), sampled from /proc/stat every ``period`` seconds."""
+    """CPU use every ``period`` seconds, as a share of all cores: the whole machine's (/proc/stat) and
+    lamina's own (the ``python -m lamina`` processes under this one and their children, from
+    /proc/PID/stat; a finished child's time counts when its parent reaps it), so the chart says what
+    lamina kept busy even when other jobs share the machine."""
 
     def __init__(self, period: float = 0.5) -> None:
         self.period = period
-        self.samples: list[tuple[float, float]] = []
+        self.cores = len(os.sched_getaffinity(0))
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.samples: list[tuple[float, float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     @staticmethod
-    def _times() -> tuple[int, int]:
+    def _machine() -> tuple[int, int]:
         with open("/proc/stat") as f:
             values = [int(v) for v in f.readline().split()[1:]]
         idle = values[3] + values[4]  # idle + iowait
         return sum(values[:8]) - idle, sum(values[:8])
 
+    def _lamina(self) -> float:
+        """CPU seconds of lamina's process trees (own, and children reaped)."""
+        parent: dict[int, int] = {}
+        cpu: dict[int, int] = {}
+        lamina: set[int] = set()
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except OSError:
+                continue
+            pid = int(entry.name)
+            parent[pid] = int(fields[1])
+            cpu[pid] = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+            if b"-m\0lamina\0" in cmdline:
+                lamina.add(pid)
+        roots = {p for p in lamina if not self._under(parent.get(p, 0), lamina, parent)}
+        total = 0
+        for pid in cpu:
+            if pid in roots or self._under(parent.get(pid, 0), roots, parent):
+                total += cpu[pid]
+        return total / self.tick
+
+    @staticmethod
+    def _under(pid: int, roots: set[int], parent: dict[int, int]) -> bool:
+        while pid > 1:
+            if pid in roots:
+                return True
+            pid = parent.get(pid, 0)
+        return False
+
     def _run(self) -> None:
         start = time.perf_counter()
-        busy0, total0 = self._times()
+        busy0, total0 = self._machine()
+        own0, at0 = self._lamina(), start
         while not self._stop.wait(self.period):
-            busy, total = self._times()
-            self.samples.append((time.perf_counter() - start, (busy - busy0) / max(total - total0, 1)))
-            busy0, total0 = busy, total
+            busy, total = self._machine()
+            own, at = self._lamina(), time.perf_counter()
+            machine = (busy - busy0) / max(total - total0, 1)
+            mine = max(own - own0, 0) / ((at - at0) * self.cores)
+            self.samples.append((at - start, min(mine, 1.0), machine))
+            busy0, total0, own0, at0 = busy, total, own, at
 
-    def stop(self) -> list[tuple[float, float]]:
+    def stop(self) -> list[tuple[float, float, float]]:
         self._stop.set()
         self._thread.join()
         return self.samples
@@ -156,21 +200,24 @@ def uv_binary() -> str:
     return find_uv_bin()
 
 
-def utilisation_chart(samples: Sequence[tuple[float, float]], *, width: int = 40, step: float = 1.0) -> str:
-    """A text chart of CPU use over time: one row per ``step`` seconds (the mean of its samples)."""
+def utilisation_chart(samples: Sequence[tuple[float, float, float]], *, width: int = 40, step: float = 1.0) -> str:
+    """A text chart of CPU use over time, one row per ``step`` seconds (the mean of its samples):
+    lamina's share of all cores, and the whole machine's."""
     if not samples:
         return ""
-    rows = [f"| t (s) | CPU busy (both cores) |", "|---:|:---|"]
+    rows = ["| t (s) | lamina's CPU use (share of both cores) | machine |", "|---:|:---|---:|"]
     end = samples[-1][0]
     t = 0.0
     while t < end:
-        window = [u for at, u in samples if t < at <= t + step]
+        window = [(own, machine) for at, own, machine in samples if t < at <= t + step]
         if window:
-            mean = sum(window) / len(window)
-            rows.append(f"| {t + step:.0f} | `{'█' * round(mean * width):<{width}}` {mean:.0%} |")
+            own = sum(w[0] for w in window) / len(window)
+            machine = sum(w[1] for w in window) / len(window)
+            rows.append(f"| {t + step:.0f} | `{'█' * round(own * width):<{width}}` {own:.0%} | {machine:.0%} |")
         t += step
-    mean = sum(u for _, u in samples) / len(samples)
-    rows.append(f"| mean | {mean:.0%} over {end:.1f} s |")
+    own = sum(s[1] for s in samples) / len(samples)
+    machine = sum(s[2] for s in samples) / len(samples)
+    rows.append(f"| mean over {end:.1f} s | {own:.0%} | {machine:.0%} |")
     return "\n".join(rows)
 
 

@@ -59,8 +59,9 @@ def measure(lock_path: Path, scratch: Path) -> tuple[dict[str, float], int, int]
     seconds: dict[str, float] = defaultdict(float)
     seen: set[tuple[str, ...]] = set()
     layers = size = 0
-    for image in data.get("images", {}).values():
-        dists = [LockedDist.from_lock(d) for d in image.get("python", {}).get("dists", [])]
+    sections = [section for image in data.get("images", {}).values() for section in image.values()]
+    for section in sections:  # one per image and platform
+        dists = [LockedDist.from_lock(d) for d in section.get("python", {}).get("dists", [])]
         for group in group_dists(dists):
             pins = tuple(d.pin for d in group)
             if pins in seen:

@@ -22,6 +22,8 @@ from lamina.oci.store import BlobStore, StoredLayer
 from lamina.oci.tar import Entry, signature, tar_chunks
 
 LAYER_KEY_KIND = "layer"
+#: Layers being made at once, per core (see :func:`build_layers`).
+IN_FLIGHT = 2
 
 
 @dataclass(frozen=True)
@@ -130,9 +132,14 @@ def build_layers(
     mtime: int,
     on_done: Callable[[BuiltLayer], None] | None = None,
 ) -> list[BuiltLayer]:
-    """Build several layers (result order = ``specs`` order): the heaviest first, one more at a time
-    than there are cores (while one layer installs or reads, the others compress), and each distinct
-    layer once even when several specs describe it."""
+    """Build several layers (result order = ``specs`` order): the heaviest first, :data:`IN_FLIGHT` per
+    core at a time, and each distinct layer once even when several specs describe it.
+
+    A layer's work is in three kinds of workers, so that both cores stay busy through a cold build:
+    preparing its entries in this process (installing wheels, unpacking packages: Python code, one at
+    a time under the GIL), byte-compiling in child processes (:mod:`lamina.python.install`, one per
+    core), and deflating in threads that release the GIL (:mod:`lamina.oci.compress`, one per core).
+    With two layers per core in flight, while one installs, the others compile, tar or compress."""
     unique: dict[str, LayerSpec] = {}
     for i, spec in enumerate(specs):
         unique.setdefault(spec.same or f"#{i}", spec)
@@ -147,7 +154,7 @@ def build_layers(
     if len(order) <= 1:
         results = {name: one(spec) for name, spec in order}
     else:
-        with ThreadPoolExecutor(max_workers=min(len(order), workers() + 1)) as pool:
+        with ThreadPoolExecutor(max_workers=min(len(order), IN_FLIGHT * workers())) as pool:
             results = dict(zip([name for name, _ in order], pool.map(one, [spec for _, spec in order])))
     return [results[spec.same or f"#{i}"] for i, spec in enumerate(specs)]
 

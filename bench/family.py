@@ -251,16 +251,31 @@ class Bench:
         return timed([sys.executable, "-m", "lamina", *args], cwd=self.project, env=env, log=self.log)
 
     def setup(self) -> None:
+        """The project, its wheelhouse and lock (kept in the workdir: a later run with the same --workdir
+        starts from them), then fresh registries holding the Python base."""
         print(f"workdir {self.work}", flush=True)
-        shutil.copytree(EXAMPLE, self.project, ignore=shutil.ignore_patterns("build", "__pycache__", "infra"))
         self.config = self.project / self.config_name
-        self.fill_wheelhouse()
+        prepared = self.work / "prepared.toml"
+        if prepared.exists():  # a workdir a --setup-only run (or an earlier run) prepared
+            self.template = prepared.read_text()
+            self.version = re.search(r'(?m)^version = "([^"]*)"', self.template).group(1)  # type: ignore[union-attr]
+        else:
+            shutil.copytree(EXAMPLE, self.project, ignore=shutil.ignore_patterns("build", "__pycache__", "infra"))
+            if self.args.seed_store:  # wheels already downloaded by another store: hard links, no network
+                blobs = self.work / "setup-store" / "blobs" / "sha256"
+                blobs.mkdir(parents=True)
+                for blob in (Path(self.args.seed_store) / "blobs" / "sha256").iterdir():
+                    os.link(blob, blobs / blob.name)
+            self.fill_wheelhouse()
         for tool in self.tools:
             server = RegistryServer(self.work / f"registry-{tool}")
+            shutil.rmtree(server.workdir, ignore_errors=True)
             server.workdir.mkdir(parents=True)
             self.registries[tool] = server.start()
         self.push_python_base()
-        self.write_bench_config()
+        if not prepared.exists():
+            self.write_bench_config()
+            prepared.write_text(self.template)
         self.use_registry("lamina")
         self.lamina("lock", "--config", self.config.name, store=self.work / "setup-store")
 
@@ -578,6 +593,9 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--peer", default="pip,uv", help="the peers: pip, uv or pip,uv (default)")
     parser.add_argument("--no-pull", dest="pull", action="store_false", help="skip the node's pulls")
+    parser.add_argument("--setup-only", action="store_true",
+                        help="prepare --workdir (project, wheelhouse, lock) and stop: a later run starts from it")
+    parser.add_argument("--seed-store", help="a lamina store whose blobs (wheels) the setup links instead of downloading")
     args = parser.parse_args()
     if not set(args.peer.split(",")) <= {"pip", "uv"}:
         parser.error("--peer takes pip, uv or pip,uv")
@@ -588,6 +606,8 @@ def main() -> int:
     bench = Bench(args)
     try:
         bench.setup()
+        if args.setup_only:
+            return 0
         rows = bench.run()
     finally:
         bench.close()

@@ -63,45 +63,66 @@ def install_wheel(wheel: Path, name: str, target: PythonTarget, staging: Path, *
         compile_site_packages(staging, target)
 
 
-#: Files compiled by one fresh interpreter. Fixed, so that which process compiles which file (and so the
-#: bytes: marshal marks objects by their reference counts, which depend on what the process compiled
-#: before) depends on the file list only, never on the number of cores or on scheduling.
-COMPILE_CHUNK = 96
+#: Files compiled by one process. Fixed, so that which process compiles which file (and so the bytes:
+#: marshal marks objects by their reference counts, which depend on what the process compiled before)
+#: depends on the file list only, never on the number of cores or on scheduling.
+COMPILE_CHUNK = 128
 #: Libraries' own test suites (numpy/*/tests/..., about half of numpy's, scipy's and scikit-learn's
 #: files) are not compiled: a service never imports them, and they would compile on first import.
 SKIP_COMPILE = re.compile(r"/tests?/")
-#: The compiling interpreter's program: ``path<TAB>name in the image`` lines in, ``pyc<TAB>sha256<TAB>size``
-#: lines out (nothing for a file that does not compile, e.g. Python 2 code, as compileall skips it).
-#: What py_compile does in ``unchecked-hash`` mode, returning the digest RECORD needs (no second read).
-_COMPILER = r"""
+#: The compile server (``python -I -S``): imports what compiling needs, then for each request line (a
+#: chunk: ``path<TAB>name in the image`` items joined by NUL) forks a child, which compiles the chunk as
+#: py_compile does in ``unchecked-hash`` mode and prints ``pyc<TAB>sha256<TAB>size`` per file (nothing
+#: for a file that does not compile, e.g. Python 2 code, as compileall skips it), so RECORD needs no
+#: second read. The server itself never compiles: every chunk starts from the same untouched process
+#: (the same bytes every time), and costs a fork instead of an interpreter's start.
+_SERVER = r"""
 import base64, hashlib, os, sys
 import importlib._bootstrap_external as be
 import importlib.machinery, importlib.util
-out = []
-for line in sys.stdin.read().splitlines():
-    path, name = line.split("\t")
-    loader = importlib.machinery.SourceFileLoader("<py_compile>", path)
-    try:
-        source = loader.get_data(path)
-        code = loader.source_to_code(source, name)
-    except Exception:
-        continue
-    data = be._code_to_hash_pyc(code, importlib.util.source_hash(source), False)
-    pyc = importlib.util.cache_from_source(path)
-    os.makedirs(os.path.dirname(pyc), exist_ok=True)
-    be._write_atomic(pyc, data, be._calc_mode(path))
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-    out.append(f"{pyc}\t{digest}\t{len(data)}")
-sys.stdout.write("\n".join(out))
+
+def compile_chunk(request):
+    out = []
+    for item in request.split("\0"):
+        path, name = item.split("\t")
+        loader = importlib.machinery.SourceFileLoader("<py_compile>", path)
+        try:
+            source = loader.get_data(path)
+            code = loader.source_to_code(source, name)
+        except Exception:
+            continue
+        data = be._code_to_hash_pyc(code, importlib.util.source_hash(source), False)
+        pyc = importlib.util.cache_from_source(path)
+        os.makedirs(os.path.dirname(pyc), exist_ok=True)
+        be._write_atomic(pyc, data, be._calc_mode(path))
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        out.append(f"{pyc}\t{digest}\t{len(data)}\n")
+    sys.stdout.write("".join(out))
+    sys.stdout.flush()
+
+for line in sys.stdin:
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            compile_chunk(line.rstrip("\n"))
+            status = 0
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    sys.stdout.write(f"\0{status}\n")
+    sys.stdout.flush()
 """
 
 _compile_lock = threading.Lock()
 _compile_pool: ThreadPoolExecutor | None = None
+_servers = threading.local()
 
 
 def _compilers() -> ThreadPoolExecutor:
-    """Threads that each run one compiling process at a time: as many as there are cores, shared by all
-    the layers being made (while one layer compiles, the others install, tar and compress)."""
+    """Threads that each drive one compile server: as many as there are cores, shared by all the layers
+    being made (while one layer compiles, the others install, tar and compress)."""
     global _compile_pool
     with _compile_lock:
         if _compile_pool is None:
@@ -113,11 +134,11 @@ def compile_site_packages(staging: Path, target: PythonTarget) -> None:
     """Compile the ``.py`` files under the staged site-packages that have no bytecode yet (all but
     libraries' test suites), and add the ``.pyc`` files to the RECORD of the distribution owning each.
 
-    In fresh interpreters (``python -I -S``), :data:`COMPILE_CHUNK` files each, several at once: a
-    process that only compiles, started the same way, compiling the same files in the same order, gives
-    the same bytes every time (bytecode compiled in lamina's busy process, or by compileall's worker
-    pool, whose files go to whichever worker is free, can differ). The chunks of a big distribution are
-    compiled on every core, and no ``.pyc`` is read back to be hashed.
+    :data:`COMPILE_CHUNK` files at a time, each chunk by a fork of an untouched interpreter that does
+    nothing but compile (:data:`_SERVER`): the same files in the same order in the same starting state
+    give the same bytes every time (bytecode compiled in lamina's busy process, or by compileall's worker
+    pool, whose files go to whichever worker is free, can differ, and so with the number of cores). The
+    chunks of a big distribution are compiled on every core, and no ``.pyc`` is read back to be hashed.
     """
     root = staging / target.site_packages.lstrip("/")
     sources = [p for p in sorted(root.rglob("*.py"))
@@ -132,19 +153,32 @@ def compile_site_packages(staging: Path, target: PythonTarget) -> None:
     _add_to_record(root, compiled)
 
 
+def _server() -> subprocess.Popen[str]:
+    """This thread's compile server, started on first use; it ends when lamina closes its stdin or exits."""
+    server: subprocess.Popen[str] | None = getattr(_servers, "process", None)
+    if server is None or server.poll() is not None:
+        server = subprocess.Popen([sys.executable, "-I", "-S", "-c", _SERVER], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        _servers.process = server
+    return server
+
+
 def _compile_chunk(sources: list[Path], staging: Path) -> dict[Path, tuple[str, int]]:
-    lines = "".join(f"{p}\t/{p.relative_to(staging).as_posix()}\n" for p in sources)
-    result = subprocess.run([sys.executable, "-I", "-S", "-c", _COMPILER], input=lines, capture_output=True,
-                            text=True, check=False)
-    if result.returncode != 0:
-        raise LaminaError(f"compiling {sources[0].parent} failed: {result.stderr.strip()[-500:]}",
-                          hint="a bug in lamina's bytecode step; build with a target Python of another minor "
-                          "version to skip compiling, and report it")
+    server = _server()
+    assert server.stdin is not None and server.stdout is not None
+    server.stdin.write("\0".join(f"{p}\t/{p.relative_to(staging).as_posix()}" for p in sources) + "\n")
+    server.stdin.flush()
     out: dict[Path, tuple[str, int]] = {}
-    for line in result.stdout.splitlines():
-        pyc, digest, size = line.split("\t")
+    for line in server.stdout:
+        if line.startswith("\0"):
+            if line.strip("\0\n") != "0":
+                raise LaminaError(f"compiling {sources[0].parent} failed (status {line.strip()})",
+                                  hint="a bug in lamina's bytecode step; please report it")
+            return out
+        pyc, digest, size = line.rstrip("\n").split("\t")
         out[Path(pyc)] = (digest, int(size))
-    return out
+    raise LaminaError(f"the compile server stopped while compiling {sources[0].parent}",
+                      hint="a bug in lamina's bytecode step; please report it")
 
 
 def _add_to_record(site_packages: Path, compiled: dict[Path, tuple[str, int]]) -> None:

@@ -20,6 +20,7 @@ import hashlib
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,6 +44,10 @@ ROOM = 40
 #: Layers kept free by :func:`room_for` for the images built on this one (their code, their own packages).
 RESERVE = 16
 LAYOUT_VERSION = "python-layer-v2"  # change whenever what goes into a layer changes
+#: One layer installs at a time: installing is Python code under the GIL, so several at once would only
+#: take turns, and each would reach the compile servers (the other cores' work) later. One at a time,
+#: the heaviest layer's bytecode starts compiling as soon as its wheel is unpacked.
+_INSTALLING = threading.Lock()
 
 
 def family(name: str) -> str:
@@ -114,8 +119,9 @@ class PythonLayers:
     def _entries(self, group: Sequence[LockedDist]) -> list[Entry]:
         """Install the group's wheels, then compile them in one go (its chunks on every core)."""
         staging = Path(tempfile.mkdtemp(prefix="stage-", dir=self._root))
-        for dist in group:
-            install_wheel(self._named_wheel(dist), dist.name, self.target, staging, compile_bytecode=False)
+        with _INSTALLING:
+            for dist in group:
+                install_wheel(self._named_wheel(dist), dist.name, self.target, staging, compile_bytecode=False)
         if self.compile:
             compile_site_packages(staging, self.target)
         return staged_entries(staging, uid=self.uid, gid=self.gid)

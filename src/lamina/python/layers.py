@@ -119,9 +119,10 @@ class PythonLayers:
     def _entries(self, group: Sequence[LockedDist]) -> list[Entry]:
         """Install the group's wheels, then compile them in one go (its chunks on every core)."""
         staging = Path(tempfile.mkdtemp(prefix="stage-", dir=self._root))
+        wheels = [self._named_wheel(dist) for dist in group]  # fetched now if the caller did not
         with _INSTALLING:
-            for dist in group:
-                install_wheel(self._named_wheel(dist), dist.name, self.target, staging, compile_bytecode=False)
+            for dist, wheel in zip(group, wheels):
+                install_wheel(wheel, dist.name, self.target, staging, compile_bytecode=False)
         if self.compile:
             compile_site_packages(staging, self.target)
         return staged_entries(staging, uid=self.uid, gid=self.gid)

@@ -158,6 +158,26 @@ def test_bytecode_does_not_depend_on_how_many_processes_compile_it(tmp_path, mon
     assert not any("tests" in name or "py2" in name for name in outputs[0])  # test suites skipped, py2 fails
 
 
+def test_a_layer_fetches_the_wheel_its_caller_did_not(tmp_path):
+    """Downloads can happen in the layer jobs, overlapping other layers' work: a wheel not handed to
+    PythonLayers is fetched (and verified) into the store by the layer that needs it."""
+    import hashlib
+
+    from lamina.oci.store import BlobStore
+    from lamina.python.layers import PythonLayers
+
+    wheel = make_wheel(tmp_path)
+    locked = LockedDist("demo", "1.0", wheel.as_uri(), hashlib.sha256(wheel.read_bytes()).hexdigest(), wheel.stat().st_size)
+    store = BlobStore(tmp_path / "store")
+    layers = PythonLayers(TARGET, {}, store.tmp_dir, store=store)
+    try:
+        paths = {e.path for e in layers.spec([locked]).entries()}
+    finally:
+        layers.cleanup()
+    assert "opt/venv/lib/python3.11/site-packages/demo/__init__.py" in paths
+    assert store.has(f"sha256:{locked.sha256}")
+
+
 def test_venv_is_made_by_hand():
     entries = {e.path: e for e in venv_entries(TARGET)}
     cfg = entries["opt/venv/pyvenv.cfg"].data.decode()

@@ -9,6 +9,7 @@ slower the first time); how, so that the bytes do not depend on the machine: :fu
 
 from __future__ import annotations
 
+import atexit
 import csv
 import importlib.util
 import io
@@ -118,6 +119,7 @@ for line in sys.stdin:
 _compile_lock = threading.Lock()
 _compile_pool: ThreadPoolExecutor | None = None
 _servers = threading.local()
+_started: list[subprocess.Popen[str]] = []
 
 
 def _compilers() -> ThreadPoolExecutor:
@@ -160,7 +162,26 @@ def _server() -> subprocess.Popen[str]:
         server = subprocess.Popen([sys.executable, "-I", "-S", "-c", _SERVER], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
         _servers.process = server
+        with _compile_lock:
+            if not _started:
+                atexit.register(stop_compile_servers)
+            _started.append(server)
     return server
+
+
+def stop_compile_servers() -> None:
+    """End the compile servers (they also end by themselves when lamina exits), and wait for them, so
+    their CPU time counts as lamina's children's."""
+    with _compile_lock:
+        servers, _started[:] = list(_started), []
+    for server in servers:
+        if server.stdin is not None:
+            server.stdin.close()
+    for server in servers:
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 def _compile_chunk(sources: list[Path], staging: Path) -> dict[Path, tuple[str, int]]:

@@ -121,7 +121,7 @@ def timed(cmd: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None, l
 
 class Utilisation:
     """CPU use every ``period`` seconds, as a share of all cores: the whole machine's (/proc/stat) and
-    lamina's own (the ``python -m lamina`` processes under this one and their children, from
+    lamina's own (the ``python -m lamina`` processes this benchmark started and their children, from
     /proc/PID/stat; a finished child's time counts when its parent reaps it), so the chart says what
     lamina kept busy even when other jobs share the machine."""
 
@@ -161,7 +161,8 @@ class Utilisation:
             cpu[pid] = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
             if b"-m\0lamina\0" in cmdline:
                 lamina.add(pid)
-        roots = {p for p in lamina if not self._under(parent.get(p, 0), lamina, parent)}
+        me = {os.getpid()}  # only this benchmark's lamina: other jobs on the machine may run lamina too
+        roots = {p for p in lamina if self._under(p, me, parent) and not self._under(parent.get(p, 0), lamina, parent)}
         total = 0
         for pid in cpu:
             if pid in roots or self._under(parent.get(pid, 0), roots, parent):

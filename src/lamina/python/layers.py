@@ -36,14 +36,13 @@ from lamina.python.wheels import fetch_wheels
 #: Size thresholds tried in turn when an image's distributions do not fit its room one per layer (0:
 #: every distribution alone). The last resort puts every distribution in a bucket.
 THRESHOLDS = (0, 256 * 1024, 1024 * 1024, 4 * 1024 * 1024, 16 * 1024 * 1024, 1 << 62)
-ALONE_BYTES = 1024 * 1024  # kept for callers of the 0.x rule
 BUCKETS = 8
 LAYER_BUDGET = 100
 #: The layers an image's own distributions may take when the caller does not say (see :func:`room_for`).
 ROOM = 40
 #: Layers kept free by :func:`room_for` for the images built on this one (their code, their own packages).
 RESERVE = 16
-LAYOUT_VERSION = "python-layer-v2"  # change whenever what goes into a layer changes
+LAYOUT_VERSION = "python-layer-v3"  # change whenever what goes into a layer changes (v3: bytecode by compile servers)
 #: One layer installs at a time: installing is Python code under the GIL, so several at once would only
 #: take turns, and each would reach the compile servers (the other cores' work) later. One at a time,
 #: the heaviest layer's bytecode starts compiling as soon as its wheel is unpacked.

@@ -129,7 +129,10 @@ def container_storage(prefix: str = "lc-") -> Iterator[dict[str, list[str]]]:
     require_tool("runc")
     base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))  # podman refuses a runroot path over 50 characters
     storage = ["--root", str(base / "root"), "--runroot", str(base / "run"), "--storage-driver", "overlay"]
-    tools = {"podman": ["podman", *storage, "--runtime", "runc", "--cgroup-manager", "cgroupfs"],
+    # its own --tmpdir too: libpod keeps state there (default /run/libpod), which another storage's
+    # `system reset` would otherwise remove from under this one
+    tools = {"podman": ["podman", *storage, "--tmpdir", str(base / "tmp"), "--runtime", "runc",
+                        "--cgroup-manager", "cgroupfs"],
              "buildah": ["buildah", *storage]}
     try:
         yield tools
@@ -144,3 +147,24 @@ def store(tmp_path):
     from lamina.oci.store import BlobStore
 
     return BlobStore(tmp_path / "store")
+
+
+# -- slow end-to-end tests: run in CI (CI=true) or with --slow; skipped, saying so, otherwise -----------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", help="also run the slow end-to-end tests (CI always does)")
+
+
+def run_slow(config: pytest.Config) -> bool:
+    return bool(config.getoption("--slow")) or os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if run_slow(config):
+        return
+    skip = pytest.mark.skip(reason="slow end-to-end test: run with --slow (CI runs it)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

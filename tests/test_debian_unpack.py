@@ -13,7 +13,8 @@ import zstandard
 
 from lamina.config import load_config
 from lamina.debian.deb import DebError, merged_usr, read_deb
-from lamina.debian.image import BUCKETS, DEBIAN_ROOM, LockedPackage, group_packages, stale_reason, upstream_version
+from lamina.debian.image import LockedPackage, group_packages, stale_reason, upstream_version
+from lamina.debian.layers import BUCKETS, DEBIAN_ROOM
 from lamina.debian.status import parse_status, status_entries
 from lamina.debian.system import CA_BUNDLE, postinst_entries, system_entries
 from lamina.errors import ConfigError

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 from typing import get_args
@@ -18,10 +19,12 @@ from lamina.cli.options import (
     open_session,
     platforms_arg,
 )
-from lamina.errors import ServiceCheckFailed
+from lamina.errors import LaminaError, ServiceCheckFailed, UsageError
 from lamina.oci.compress import Compression
 from lamina.publish import Output, push, write_output
 from lamina.summary import build_summary
+from lamina.supply.keys import PASSWORD_VARIABLES, PrivateKey, read_password
+from lamina.supply.project import attach_and_sign, attach_to_layout
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             ("lamina build --locked --json", "CI: exactly what lamina.lock says; digests as JSON on stdout"),
             ("lamina build --push --registry 127.0.0.1:5000 --owner me", "push, uploading only missing blobs"),
             ('echo "$TOKEN" | lamina build --push --username me --password-stdin', "with a credential"),
+            ("lamina build --push --sign cosign.key", "sign, and attach SBOMs and signed provenance"),
         ),
     )
     p.add_argument("images", nargs="*", metavar="IMAGE", help="images to build (default: all)")
@@ -60,12 +64,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--locked", action="store_true",
                    help="fail if lamina.lock is missing or stale instead of resolving (and never write it)")
     add_json(p, "a summary (digests, layers, pushes)")
+    p.add_argument("--report", metavar="FILE",
+                   help="also write the layer report of the built images (FILE.html: a page, else JSON; see lamina report)")
+    supply = p.add_argument_group("supply chain (docs/supply-chain.md)")
+    supply.add_argument("--sign", type=Path, metavar="KEY",
+                        help="sign the pushed images with KEY (cosign's format, `lamina keygen`) and attach SLSA "
+                        "provenance signed with it; the password comes from LAMINA_KEY_PASSWORD or COSIGN_PASSWORD, "
+                        "else stdin")
+    supply.add_argument("--no-sbom", action="store_true",
+                        help="do not attach SBOMs to the images written to an OCI layout or pushed")
     add_registry(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     console = output.console
+    key = _signing_key(args)
     with open_session(args) as session:
         config, store = session.config, session.store
         names = session.images(args.images)
@@ -93,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
                 fetched = write_output(out, named, store, session.registries)
                 extra = f", fetched {output.size(fetched)} of base layers" if fetched else ""
                 console.print(f"wrote {out} in {time.monotonic() - started:.2f}s{extra}")
+                if out.kind == "oci" and not args.no_sbom:
+                    _attach_to_layout(session, out.path, named, key)
             reports = []
             if args.push:
                 targets = session.targets(named)
@@ -101,6 +117,45 @@ def run(args: argparse.Namespace) -> int:
                                    on_blob=lambda d, outcome: update(f"pushing: {outcome} {d[:19]}"))
                 for report in reports:
                     output.print_push(report)
+                if not args.no_sbom or key is not None:
+                    with output.status("attaching SBOMs and provenance…"):
+                        signed = attach_and_sign(config, store, session.registries, targets, key)
+                    for s in signed:
+                        console.print(f"signed {s.digest[:19]}" + ("" if s.added else " (already signed with this key)"))
+            if args.report:
+                _write_report(Path(args.report), built, {n.name: n.tag for n in named}, session)
     if args.json:
         output.print_json(build_summary(built, out, reports))
     return 0
+
+
+def _write_report(path: Path, built: list, tags: dict[str, str], session) -> None:
+    """The report of the platform images just built (``build --report``); see ``lamina report``."""
+    from lamina.report.locate import built_images
+    from lamina.report.write import analyze_with_store, write_report
+
+    several = len({b.platform for b in built}) > 1
+    images = [(f"{b.name}:{tags.get(b.name, session.tag)}" + (f" ({b.platform})" if several else ""), b.image)
+              for b in built]
+    with output.status("reading layers for the report…"):
+        report = analyze_with_store(built_images(images, session.store, session.registries), session.store)
+        write_report(path, report, title=session.config.root.name)
+    output.console.print(f"wrote the report to {path}")
+def _signing_key(args: argparse.Namespace) -> PrivateKey | None:
+    """The key of --sign, decrypted before anything is built (a wrong password fails at once)."""
+    if args.sign is None:
+        return None
+    if args.password_stdin and not any(v in os.environ for v in PASSWORD_VARIABLES):
+        raise UsageError("--password-stdin reads the registry password; the key's password must then come from "
+                         f"{PASSWORD_VARIABLES[0]} or {PASSWORD_VARIABLES[1]}")
+    return PrivateKey.load(args.sign, read_password())
+
+
+def _attach_to_layout(session, path: Path, named, key: PrivateKey | None) -> None:  # noqa: ANN001
+    """SBOMs (and with --sign the signed provenance) beside the images in the layout."""
+    try:
+        attach_to_layout(session.config, session.store, path, named, key)
+    except LaminaError as e:
+        if key is not None:
+            raise
+        output.console.print(f"[yellow]no SBOMs attached in {path}[/]: {e.message}")

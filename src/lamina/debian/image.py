@@ -48,13 +48,9 @@ from lamina.oci.tar import Entry
 
 #: Packages every ``debian:RELEASE`` base gets: os-release and the FHS tree, /etc/services & co.
 IMPLIED_PACKAGES = ("base-files", "netbase")
-#: A package whose ``.deb`` is at least this big gets a layer of its own (0.x; see :func:`group_packages`).
+#: A package whose ``.deb`` is at least this big gets a layer of its own.
 BIG_PACKAGE = 1 << 20
-#: Layers an image's Debian packages may take, one per source package, before they are grouped.
-DEBIAN_ROOM = 24
-#: Size thresholds tried in turn above :data:`DEBIAN_ROOM` (0: every source alone; the last: all in buckets).
-SIZE_LADDER = (0, 256 * 1024, 1 << 20, 4 << 20, 16 << 20, 1 << 62)
-#: Smaller sources share one of this many layers, chosen by a hash of the source's name.
+#: Smaller packages share one of this many layers, chosen by a hash of their name.
 BUCKETS = 8
 #: Bump when the way packages become layer entries changes (invalidates cached package layers).
 LAYER_FORMAT = "1"
@@ -147,43 +143,11 @@ def requested_packages(spec: ImageSpec) -> list[str]:
 
 
 def group_packages(packages: Sequence[LockedPackage]) -> list[tuple[str, list[LockedPackage]]]:
-    """Stable layer assignment. The unit is a *source* package (its binaries, e.g. libc6 and libc-bin, are
-    built and updated together: a security update moves all of them). Each source gets a layer of its own
-    while the image's sources fit in :data:`DEBIAN_ROOM` layers; above it, sources whose ``.deb`` files add
-    up to a size threshold (the first of :data:`SIZE_LADDER` that fits) keep their own layer and the
-    smaller ones share one of :data:`BUCKETS` layers by a hash of the source's name. A package's layer
-    depends on its source's name and size and on the image's threshold only: an update of one source
-    rebuilds its layer (or its bucket), adding a package moves no other. Buckets come first (by number),
-    then the sources alone (by name)."""
-    sources: dict[str, list[LockedPackage]] = {}
-    for p in sorted(packages, key=lambda p: p.name):
-        sources.setdefault(source_of(p), []).append(p)
-    groups: list[tuple[str, list[LockedPackage]]] = []
-    for threshold in SIZE_LADDER:
-        buckets: dict[int, list[LockedPackage]] = {}
-        alone: list[tuple[str, list[LockedPackage]]] = []
-        for source, members in sorted(sources.items()):
-            if threshold == 0 or sum(p.size for p in members) >= threshold:
-                alone.append((_describe_source(source, members), members))
-            else:
-                buckets.setdefault(int(hashlib.sha256(source.encode()).hexdigest(), 16) % BUCKETS, []).extend(members)
-        groups = [(f"debian packages, group {b} ({len(ps)}: {_names(ps)})", ps) for b, ps in sorted(buckets.items())]
-        groups += alone
-        if len(groups) <= DEBIAN_ROOM:
-            break
-    return groups
+    """Stable layer assignment, one layer per source package while the image has room: see
+    :mod:`lamina.debian.layers`."""
+    from lamina.debian.layers import group_by_source
 
-
-def source_of(package: LockedPackage) -> str:
-    """The source package, from the pool path (``pool/main/g/glibc/libc6_….deb``), else the package's name."""
-    parts = package.filename.split("/")
-    return parts[3] if len(parts) >= 5 and parts[0] == "pool" else package.name
-
-
-def _describe_source(source: str, members: Sequence[LockedPackage]) -> str:
-    if len(members) == 1:
-        return f"debian package {members[0].name} {members[0].version}"
-    return f"debian source {source} {members[0].version} ({_names(members)})"
+    return group_by_source(packages)
 
 
 def _names(packages: Sequence[LockedPackage]) -> str:
@@ -272,7 +236,7 @@ class Debian:
         index, releases = self.index(before.release, before.arch)
         self.on_status(f"resolving {len(want['requested'])} packages for {spec.name} ({before.arch})")
         result = resolve(want["requested"], index, before.installed, release=before.release)
-        packages = [LockedPackage(c.name, c.version, c.arch, c.sha256, c.size, c.filename, c.suite, c.provides)
+        packages = [LockedPackage(c.name, c.version, c.arch, c.sha256, c.size, c.filename, c.suite, c.provides, c.source)
                     for c in result.packages]
         return {
             "release": want["release"],

@@ -101,7 +101,7 @@ class PythonSession:
         minor = _minor_from_env(env)
         interpreter = spec.python or (f"/usr/bin/python{minor}" if debian_python and minor else None)
         return target_from_config(config, platform, interpreter=interpreter, manylinux=self.settings.manylinux,
-                                  where=f"image {spec.name!r}")
+                                  where=f"image {spec.name!r} for {platform}")
 
     def lock_image(self, spec: ImageSpec, target: PythonTarget, base_state: PythonState | None,
                    current: Mapping[str, Any] | None, *,
@@ -152,7 +152,7 @@ class PythonSession:
         if self.on_status:
             self.on_status(f"resolving Python packages of {spec.name} for {target.describe()}")
         dists = resolve(spec.requirements, target, extra=extra, constraints=constraints, indexes=self.indexes,
-                        where=f"image {spec.name!r}")
+                        where=f"image {spec.name!r} for {target.platform} (Python {target.minor})")
         added = [d for d in dists if d.name not in constraints]
         changed = [d for d in dists if d.name in constraints and d.version != constraints[d.name]]
         if changed:

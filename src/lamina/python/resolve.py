@@ -178,7 +178,8 @@ def parse_pylock(text: str, where: str, target: PythonTarget | None = None) -> l
         wheel = wheels[0] if len(wheels) == 1 and ranking is None else (
             best_wheel(wheels, ranking) if ranking is not None else None)
         if wheel is None:
-            raise LaminaError(f"{where}: {name} {package.get('version')} has no wheel for this platform",
+            platform = target.platform if target else "this platform"
+            raise LaminaError(f"{where}: {name} {package.get('version')} has no wheel for {platform}",
                               hint="it is published as a source distribution only; pick a release with wheels")
         url = wheel.get("url") or Path(wheel["path"]).absolute().as_uri()
         dists.append(LockedDist(name, str(package["version"]), url, wheel["hashes"]["sha256"], _size(wheel, url)))

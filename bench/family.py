@@ -355,7 +355,8 @@ class Bench:
 
     def lamina_family(self, store: Path) -> Sample:
         self.use_registry("lamina")
-        return self.lamina("build", "--config", self.config.name, "--locked", "--push", "--no-check", store=store)
+        sbom = [] if self.args.sbom else ["--no-sbom"]  # the peers attach none: like for like by default
+        return self.lamina("build", "--config", self.config.name, "--locked", "--push", "--no-check", *sbom, store=store)
 
     def buildah_family(self, root: Path, peer: str) -> Sample:
         """The seed's method: the exported build scripts, bases first, then every service, each pushed;
@@ -594,6 +595,8 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--peer", default="pip,uv", help="the peers: pip, uv or pip,uv (default)")
     parser.add_argument("--no-pull", dest="pull", action="store_false", help="skip the node's pulls")
+    parser.add_argument("--sbom", action="store_true",
+                        help="let lamina attach its SBOMs and provenance (the default of `lamina build`; the peers make none)")
     parser.add_argument("--setup-only", action="store_true",
                         help="prepare --workdir (project, wheelhouse, lock) and stop: a later run starts from it")
     parser.add_argument("--seed-store", help="a lamina store whose blobs (wheels) the setup links instead of downloading")

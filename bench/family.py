@@ -1,16 +1,22 @@
-"""The seed's image family, lamina vs buildah, same machine, same run.
+"""The seed's image family, lamina vs buildah (with pip, and with uv), same machine, same run.
 
     python bench/family.py                  # the CI-sized family (examples/tax-agent), a few minutes
     python bench/family.py --profile full   # the seed's real stack (CPU torch, transformers, ...), ~30-60 min
-    python bench/family.py --runs 3 --scenarios cold,app,noop
+    python bench/family.py --runs 3 --scenarios cold,app,noop --peer uv
 
-The peer builds the Dockerfiles that `lamina export dockerfiles` writes for the same family (the seed's own
-patterns) with `buildah bud --layers` (its step cache, as Docker's default) on the overlay driver, and pushes
-with `buildah push`. Both tools start from the same Python base (built by lamina from Debian packages, with
-python3-venv for the peer's `python -m venv`), pushed beforehand to each tool's own loopback registry, and
-both install from the same pre-downloaded wheelhouse (pip with --no-index, lamina with a find-links index),
-so the network is not what is measured. Bytes uploaded are read from each registry's storage (the sizes of
-the blobs that appeared), not from the tools' reports.
+The peers build the Dockerfiles that `lamina export dockerfiles` writes for the same family (the seed's own
+patterns) with `buildah bud --layers` (its step cache, as Docker's default) on the overlay driver, and push
+with `buildah push`. Two peers: `pip` runs those Dockerfiles as written (pip inside RUN); `uv` runs them with
+each `pip install` replaced by `uv pip install --compile-bytecode --require-hashes --no-deps` (uv's Docker
+guidance), the host's uv binary bind-mounted into the build (no layer holds it). All tools start from the
+same Python base (built by lamina from Debian packages, with python3-venv for the peers' `python -m venv`),
+pushed beforehand to each tool's own loopback registry, and all install from the same pre-downloaded
+wheelhouse (pip and uv with --no-index, lamina with a find-links index), so the network is not what is
+measured. Bytes uploaded are read from each registry's storage (the sizes of the blobs that appeared), not
+from the tools' reports.
+
+After each build a "node" (podman with its own storage, holding the version before) pulls every service's
+new image: the `pull` columns are its seconds and the bytes of the layers it did not have.
 
 Scenarios (each a whole-family build and push, timed as the median of N runs, with min and max):
   cold   empty build caches (lamina's store, buildah's storage), empty registry but for the Python base
@@ -18,6 +24,8 @@ Scenarios (each a whole-family build and push, timed as the median of N runs, wi
   ml     one ML library moved one version
   core   one base-runtime library moved one version
   noop   nothing changed
+
+During lamina's first cold build the machine's CPU use is sampled every 0.5 s (/proc/stat).
 
 Writes bench/results/family-PROFILE.md and .json. Nothing here is asserted: the numbers are for people.
 """
@@ -34,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -63,12 +72,21 @@ PODMAN_LIKE = ["--storage-driver", "overlay"]
 PYTHON_BASE_PACKAGES = ["python3", "python3-venv", "dash", "ca-certificates", "tzdata", "libstdc++6"]
 
 
+TOOLS = ("lamina", "pip", "uv")
+PEER_NAMES = {"pip": "buildah + pip", "uv": "buildah + uv"}
+PIP_INSTALL = "pip install --no-cache-dir --require-hashes --no-deps --only-binary :all: -r"
+# The peer's node: podman with its own storage (the flags that work on these machines, tests/conftest.py).
+PODMAN = ["--storage-driver", "overlay", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
+
+
 @dataclass
 class Sample:
     wall: float = 0.0
     cpu: float = 0.0
     rss_mb: int = 0
     uploaded: int = 0
+    pull_s: float = 0.0
+    pulled: int = 0
 
 
 @dataclass
@@ -101,6 +119,109 @@ def timed(cmd: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None, l
     return Sample(wall, float(user) + float(system), int(rss) // 1024)
 
 
+class Utilisation:
+    """CPU use every ``period`` seconds, as a share of all cores: the whole machine's (/proc/stat) and
+    lamina's own (the ``python -m lamina`` processes this benchmark started and their children, from
+    /proc/PID/stat; a finished child's time counts when its parent reaps it), so the chart says what
+    lamina kept busy even when other jobs share the machine."""
+
+    def __init__(self, period: float = 0.5) -> None:
+        self.period = period
+        self.cores = len(os.sched_getaffinity(0))
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.samples: list[tuple[float, float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _machine() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        idle = values[3] + values[4]  # idle + iowait
+        return sum(values[:8]) - idle, sum(values[:8])
+
+    def _lamina(self) -> float:
+        """CPU seconds of lamina's process trees (own, and children reaped)."""
+        parent: dict[int, int] = {}
+        cpu: dict[int, int] = {}
+        lamina: set[int] = set()
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except OSError:
+                continue
+            pid = int(entry.name)
+            parent[pid] = int(fields[1])
+            cpu[pid] = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+            if b"-m\0lamina\0" in cmdline:
+                lamina.add(pid)
+        me = {os.getpid()}  # only this benchmark's lamina: other jobs on the machine may run lamina too
+        roots = {p for p in lamina if self._under(p, me, parent) and not self._under(parent.get(p, 0), lamina, parent)}
+        total = 0
+        for pid in cpu:
+            if pid in roots or self._under(parent.get(pid, 0), roots, parent):
+                total += cpu[pid]
+        return total / self.tick
+
+    @staticmethod
+    def _under(pid: int, roots: set[int], parent: dict[int, int]) -> bool:
+        while pid > 1:
+            if pid in roots:
+                return True
+            pid = parent.get(pid, 0)
+        return False
+
+    def _run(self) -> None:
+        start = time.perf_counter()
+        busy0, total0 = self._machine()
+        own0, at0 = self._lamina(), start
+        while not self._stop.wait(self.period):
+            busy, total = self._machine()
+            own, at = self._lamina(), time.perf_counter()
+            machine = (busy - busy0) / max(total - total0, 1)
+            mine = max(own - own0, 0) / ((at - at0) * self.cores)
+            self.samples.append((at - start, min(mine, 1.0), machine))
+            busy0, total0, own0, at0 = busy, total, own, at
+
+    def stop(self) -> list[tuple[float, float, float]]:
+        self._stop.set()
+        self._thread.join()
+        return self.samples
+
+
+def uv_binary() -> str:
+    from uv import find_uv_bin
+
+    return find_uv_bin()
+
+
+def utilisation_chart(samples: Sequence[tuple[float, float, float]], *, width: int = 40, step: float = 1.0) -> str:
+    """A text chart of CPU use over time, one row per ``step`` seconds (the mean of its samples):
+    lamina's share of all cores, and the whole machine's."""
+    if not samples:
+        return ""
+    rows = ["| t (s) | lamina's CPU use (share of both cores) | machine |", "|---:|:---|---:|"]
+    end = samples[-1][0]
+    t = 0.0
+    while t < end:
+        window = [(own, machine) for at, own, machine in samples if t < at <= t + step]
+        if window:
+            own = sum(w[0] for w in window) / len(window)
+            machine = sum(w[1] for w in window) / len(window)
+            rows.append(f"| {t + step:.0f} | `{'█' * round(own * width):<{width}}` {own:.0%} | {machine:.0%} |")
+        t += step
+    own = sum(s[1] for s in samples) / len(samples)
+    machine = sum(s[2] for s in samples) / len(samples)
+    rows.append(f"| mean over {end:.1f} s | {own:.0%} | {machine:.0%} |")
+    return "\n".join(rows)
+
+
 def merge(samples: Sequence[Sample]) -> Sample:
     return Sample(sum(s.wall for s in samples), sum(s.cpu for s in samples), max(s.rss_mb for s in samples))
 
@@ -120,6 +241,9 @@ class Bench:
         self.project = self.work / "project"
         self.wheelhouse = self.work / "wheelhouse"
         self.registries: dict[str, RegistryServer] = {}
+        self.tools = ["lamina", *args.peer.split(",")]
+        self.node_layers: dict[str, dict[str, int]] = {}
+        self.utilisation: list[tuple[float, float]] = []
 
     # -- setup ----------------------------------------------------------------------------------
 
@@ -128,16 +252,31 @@ class Bench:
         return timed([sys.executable, "-m", "lamina", *args], cwd=self.project, env=env, log=self.log)
 
     def setup(self) -> None:
+        """The project, its wheelhouse and lock (kept in the workdir: a later run with the same --workdir
+        starts from them), then fresh registries holding the Python base."""
         print(f"workdir {self.work}", flush=True)
-        shutil.copytree(EXAMPLE, self.project, ignore=shutil.ignore_patterns("build", "__pycache__", "infra"))
         self.config = self.project / self.config_name
-        self.fill_wheelhouse()
-        for tool in ("lamina", "buildah"):
+        prepared = self.work / "prepared.toml"
+        if prepared.exists():  # a workdir a --setup-only run (or an earlier run) prepared
+            self.template = prepared.read_text()
+            self.version = re.search(r'(?m)^version = "([^"]*)"', self.template).group(1)  # type: ignore[union-attr]
+        else:
+            shutil.copytree(EXAMPLE, self.project, ignore=shutil.ignore_patterns("build", "__pycache__", "infra"))
+            if self.args.seed_store:  # wheels already downloaded by another store: hard links, no network
+                blobs = self.work / "setup-store" / "blobs" / "sha256"
+                blobs.mkdir(parents=True)
+                for blob in (Path(self.args.seed_store) / "blobs" / "sha256").iterdir():
+                    os.link(blob, blobs / blob.name)
+            self.fill_wheelhouse()
+        for tool in self.tools:
             server = RegistryServer(self.work / f"registry-{tool}")
+            shutil.rmtree(server.workdir, ignore_errors=True)
             server.workdir.mkdir(parents=True)
             self.registries[tool] = server.start()
         self.push_python_base()
-        self.write_bench_config()
+        if not prepared.exists():
+            self.write_bench_config()
+            prepared.write_text(self.template)
         self.use_registry("lamina")
         self.lamina("lock", "--config", self.config.name, store=self.work / "setup-store")
 
@@ -216,22 +355,27 @@ class Bench:
 
     def lamina_family(self, store: Path) -> Sample:
         self.use_registry("lamina")
-        return self.lamina("build", "--config", self.config.name, "--locked", "--push", "--no-check", store=store)
+        sbom = [] if self.args.sbom else ["--no-sbom"]  # the peers attach none: like for like by default
+        return self.lamina("build", "--config", self.config.name, "--locked", "--push", "--no-check", *sbom, store=store)
 
-    def buildah_family(self, root: Path) -> Sample:
-        """The seed's method: the exported build scripts, bases first, then every service, each pushed."""
-        self.use_registry("buildah")
-        registry = self.registries["buildah"].host
+    def buildah_family(self, root: Path, peer: str) -> Sample:
+        """The seed's method: the exported build scripts, bases first, then every service, each pushed;
+        for the uv peer, with the Dockerfiles' pip steps made uv steps."""
+        self.use_registry(peer)
+        registry = self.registries[peer].host
         self.lamina("export", "dockerfiles", "--config", self.config.name, store=self.work / "setup-store")
+        scripts = self.project / "infra" / "docker"
         pip_conf = self.work / "pip.conf"
         pip_conf.write_text("[global]\nno-index = true\nfind-links = /wheels\n")
+        mounts = f"-v {self.wheelhouse}:/wheels:ro -v {pip_conf}:/etc/pip.conf:ro"
+        if peer == "uv":
+            scripts = self.uv_dockerfiles(scripts)
+            mounts += f" -v {uv_binary()}:/usr/local/bin/uv:ro"
         env = {
             "DOCKER": f"buildah --root {root / 'root'} --runroot {root / 'run'} {' '.join(PODMAN_LIKE)}",
-            "BUILD_FLAGS": f"--layers --isolation chroot --network host --tls-verify=false "
-                           f"-v {self.wheelhouse}:/wheels:ro -v {pip_conf}:/etc/pip.conf:ro",
+            "BUILD_FLAGS": f"--layers --isolation chroot --network host --tls-verify=false {mounts}",
             "PUSH_FLAGS": "--tls-verify=false",
         }
-        scripts = self.project / "infra" / "docker"
         return merge([
             timed(["sh", str(scripts / "build-base-images.sh"), registry, "base", "bench"], cwd=self.project, env=env,
                   log=self.log),
@@ -239,13 +383,82 @@ class Bench:
                   cwd=self.project, env=env, log=self.log),
         ])
 
+    def uv_dockerfiles(self, exported: Path) -> Path:
+        """The exported Dockerfiles and scripts with every pip step made a uv step (uv's Docker guidance:
+        `uv pip install --compile-bytecode`, the uv binary mounted into the build, not copied into a layer)."""
+        out = exported.parent / "docker-uv"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        uv = ("uv pip install --python /opt/venv/bin/python --no-cache --compile-bytecode --require-hashes --no-deps "
+              "--only-binary :all: --no-index --find-links /wheels -r")
+        for path in exported.iterdir():
+            if path.is_dir():
+                continue
+            text = path.read_text()
+            if path.name.endswith(".Dockerfile"):
+                # the venv without pip (pip is one of the locked distributions, installed by uv like the
+                # others); pip run from the venv, from pip's wheel or from PATH becomes uv
+                text = re.sub(r"python3 -m venv (--without-pip )?/opt/venv", "python3 -m venv --without-pip /opt/venv", text)
+                text = re.sub(r'&& set -- /usr/share/python-wheels/pip-\*\.whl \\\n && /opt/venv/bin/python "\$1/pip" '
+                              + re.escape(PIP_INSTALL.removeprefix("pip ")), "&& " + uv, text)
+                text = re.sub(r"(/opt/venv/bin/python -m )?" + re.escape(PIP_INSTALL), uv, text)
+                if "pip install" in text.replace("uv pip install", ""):
+                    raise SystemExit(f"{path.name}: a pip step the uv peer does not know how to replace")
+            elif path.suffix == ".sh":
+                text = text.replace("infra/docker/$1.Dockerfile", "infra/docker-uv/$1.Dockerfile")
+            (out / path.name).write_text(text)
+        return out
+
+    # -- the node -------------------------------------------------------------------------------
+
+    def services(self) -> list[str]:
+        """The service images (tagged with the project's version) in the lamina registry."""
+        repos = self.registries["lamina"].storage / "docker/registry/v2/repositories/bench"
+        return sorted(r.name for r in repos.glob("*") if (r / "_manifests/tags" / self.version).exists())
+
+    def pull(self, tool: str) -> tuple[float, int]:
+        """A node (podman, own storage, holding the previous version) pulls every service's image as now
+        tagged: (seconds, bytes of the layers it did not hold)."""
+        node = self.work / f"node-{tool}"
+        podman = ["podman", "--root", str(node / "root"), "--runroot", str(node / "run"), *PODMAN]
+        server = self.registries[tool]
+        held = set(self.node_layers.setdefault(tool, {}))
+        wanted: dict[str, int] = {}
+        for service in self.services():
+            for layer in self.manifest(server, f"bench/{service}", self.version).get("layers", []):
+                wanted[layer["digest"]] = layer["size"]
+        start = time.perf_counter()
+        for service in self.services():
+            result = subprocess.run([*podman, "pull", "-q", "--tls-verify=false",
+                                     f"{server.host}/bench/{service}:{self.version}"], capture_output=True, text=True)
+            if result.returncode != 0:
+                raise SystemExit(f"podman pull of {service} ({tool}) failed: {result.stderr[-2000:]}")
+        seconds = time.perf_counter() - start
+        self.node_layers[tool].update(wanted)
+        return seconds, sum(size for digest, size in wanted.items() if digest not in held)
+
+    def reset_node(self, tool: str) -> None:
+        node = self.work / f"node-{tool}"
+        if node.exists():
+            podman = ["podman", "--root", str(node / "root"), "--runroot", str(node / "run"), *PODMAN]
+            subprocess.run([*podman, "system", "reset", "--force"], capture_output=True)
+            shutil.rmtree(node, ignore_errors=True)
+        self.node_layers[tool] = {}
+
+    @staticmethod
+    def manifest(server: RegistryServer, repo: str, tag: str) -> dict:
+        root = server.storage / "docker/registry/v2"
+        link = root / "repositories" / repo / "_manifests/tags" / tag / "current/link"
+        digest = link.read_text().split(":", 1)[1]
+        return json.loads((root / "blobs/sha256" / digest[:2] / digest / "data").read_text())
+
     # -- scenarios ------------------------------------------------------------------------------
 
     def run(self) -> list[Row]:
-        """Each run makes one change, then both tools build and push the family from their own caches."""
+        """Each run makes one change, then every tool builds and pushes the family from its own caches, and
+        its node pulls the services."""
         rows = []
-        caches = {"lamina": self.work / "lamina-store", "buildah": self.work / "buildah"}
-        builders = {"lamina": self.lamina_family, "buildah": self.buildah_family}
+        caches = {tool: self.work / ("lamina-store" if tool == "lamina" else f"buildah-{tool}") for tool in self.tools}
         for scenario in [s for s in SCENARIOS if s in self.args.scenarios.split(",")]:
             by_tool = {tool: Row(scenario, tool) for tool in caches}
             runs = self.args.runs_cold if scenario == "cold" and self.args.runs_cold else self.args.runs
@@ -257,11 +470,19 @@ class Bench:
                     elif not cache.exists():
                         raise SystemExit(f"scenario {scenario} starts from the caches the cold scenario leaves")
                     before = blob_bytes(self.registries[tool])
-                    sample = builders[tool](cache)
+                    sampler = Utilisation() if tool == "lamina" and scenario == "cold" and not self.utilisation else None
+                    sample = self.lamina_family(cache) if tool == "lamina" else self.buildah_family(cache, tool)
+                    if sampler is not None:
+                        self.utilisation = sampler.stop()
                     sample.uploaded = sum(size for d, size in blob_bytes(self.registries[tool]).items() if d not in before)
+                    if scenario == "cold" and n == 0:
+                        self.reset_node(tool)
+                    if self.args.pull:
+                        sample.pull_s, sample.pulled = self.pull(tool)
                     by_tool[tool].samples.append(sample)
                     print(f"{scenario:5} {tool:8} run {n + 1}: {sample.wall:7.1f}s wall, {sample.cpu:7.1f}s CPU, "
-                          f"{sample.rss_mb} MB RSS, {sample.uploaded / 1e6:.1f} MB uploaded", flush=True)
+                          f"{sample.rss_mb} MB RSS, {sample.uploaded / 1e6:.1f} MB uploaded; pull {sample.pull_s:.1f}s "
+                          f"{sample.pulled / 1e6:.1f} MB (load {os.getloadavg()[0]:.1f})", flush=True)
             for tool, row in by_tool.items():
                 row.images = self.image_facts(tool)
                 rows.append(row)
@@ -281,7 +502,7 @@ class Bench:
 
     def reset(self, tool: str, cache: Path) -> None:
         """Empty build caches, and a registry holding only the Python base."""
-        if tool == "buildah" and cache.exists():
+        if tool != "lamina" and cache.exists():
             buildah = ["buildah", "--root", str(cache / "root"), "--runroot", str(cache / "run"), *PODMAN_LIKE]
             subprocess.run([*buildah, "rm", "--all"], capture_output=True)
             subprocess.run([*buildah, "rmi", "--all", "--force"], capture_output=True)
@@ -311,37 +532,56 @@ class Bench:
     def close(self) -> None:
         for server in self.registries.values():
             server.stop()
-        cache = self.work / "buildah"
-        if cache.exists():  # unmount its containers' overlays, so the folder can be removed
-            buildah = ["buildah", "--root", str(cache / "root"), "--runroot", str(cache / "run"), *PODMAN_LIKE]
-            subprocess.run([*buildah, "rm", "--all"], capture_output=True)
+        for tool in self.tools:
+            cache = self.work / f"buildah-{tool}"
+            if cache.exists():  # unmount its containers' overlays, so the folder can be removed
+                buildah = ["buildah", "--root", str(cache / "root"), "--runroot", str(cache / "run"), *PODMAN_LIKE]
+                subprocess.run([*buildah, "rm", "--all"], capture_output=True)
+            if (self.work / f"node-{tool}").exists():
+                self.reset_node(tool)
 
 
-def report(rows: list[Row], profile: str, machine: str) -> str:
+def report(rows: list[Row], profile: str, machine: str, utilisation: Sequence[tuple[float, float]] = ()) -> str:
     by = {(r.scenario, r.tool): r for r in rows}
-    lines = [f"### {profile} family — {machine}, {time.strftime('%Y-%m-%d')}", "",
-             "| scenario | tool | wall s (min–max) | CPU s | peak RSS MB | uploaded MB | lamina vs buildah |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    tools = [t for t in TOOLS if any(r.tool == t for r in rows)]
+    lines = [f"### {profile} family — {machine}, {time.strftime('%Y-%m-%d %H:%M')}", "",
+             "| scenario | tool | wall s (min–max) | CPU s | peak RSS MB | uploaded MB | node pull s | pulled MB "
+             "| lamina vs the stronger peer |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for scenario in SCENARIOS:
         if (scenario, "lamina") not in by:
             continue
-        ours, peer = by[(scenario, "lamina")], by[(scenario, "buildah")]
-        for row in (ours, peer):
+        ours = by[(scenario, "lamina")]
+        peers = [by[(scenario, t)] for t in tools if t != "lamina" and (scenario, t) in by]
+        strongest = min(peers, key=lambda r: r.median("wall")) if peers else None
+        for row in (ours, *peers):
             low, high = row.span("wall")
             ratio = ""
-            if row is ours:
-                speed = peer.median("wall") / max(ours.median("wall"), 1e-9)
-                sent = peer.median("uploaded") / max(ours.median("uploaded"), 1)
-                ratio = f"{speed:.1f}× faster, {sent:.0f}× fewer bytes" if ours.median("uploaded") else f"{speed:.1f}× faster"
-            lines.append(f"| {scenario} | {row.tool} | {row.median('wall'):.2f} ({low:.2f}–{high:.2f}) | "
-                         f"{row.median('cpu'):.1f} | {row.median('rss_mb'):.0f} | {row.median('uploaded') / 1e6:.2f} | {ratio} |")
-    lines += ["", "| image | lamina layers | lamina MB | buildah layers | buildah MB |", "|---|---:|---:|---:|---:|"]
-    ours = next((r.images for r in rows if r.tool == "lamina" and r.images), {})
-    peer = next((r.images for r in rows if r.tool == "buildah" and r.images), {})
-    for name in sorted(set(ours) | set(peer)):
-        a, b = ours.get(name, {}), peer.get(name, {})
-        lines.append(f"| {name} | {a.get('layers', '–')} | {a.get('bytes', 0) / 1e6:.1f} | {b.get('layers', '–')} | "
-                     f"{b.get('bytes', 0) / 1e6:.1f} |")
+            if row is ours and strongest is not None:
+                speed = strongest.median("wall") / max(ours.median("wall"), 1e-9)
+                sent = strongest.median("uploaded") / max(ours.median("uploaded"), 1)
+                pulled = strongest.median("pulled") / max(ours.median("pulled"), 1)
+                ratio = f"{speed:.1f}× faster than {PEER_NAMES[strongest.tool]}"
+                if ours.median("uploaded"):
+                    ratio += f", {sent:.0f}× fewer bytes"
+                if ours.median("pulled"):
+                    ratio += f", {pulled:.0f}× fewer pulled"
+            name = PEER_NAMES.get(row.tool, row.tool)
+            lines.append(f"| {scenario} | {name} | {row.median('wall'):.2f} ({low:.2f}–{high:.2f}) | "
+                         f"{row.median('cpu'):.1f} | {row.median('rss_mb'):.0f} | {row.median('uploaded') / 1e6:.2f} | "
+                         f"{row.median('pull_s'):.2f} | {row.median('pulled') / 1e6:.2f} | {ratio} |")
+    facts = {t: next((r.images for r in rows if r.tool == t and r.images), {}) for t in tools}
+    lines += ["", "| image | " + " | ".join(f"{PEER_NAMES.get(t, t)} layers | MB" for t in tools) + " |",
+              "|---|" + "---:|---:|" * len(tools)]
+    for name in sorted(set().union(*facts.values())):
+        cells = []
+        for t in tools:
+            f = facts[t].get(name, {})
+            cells.append(f"{f.get('layers', '–')} | {f.get('bytes', 0) / 1e6:.1f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if utilisation:
+        lines += ["", "lamina's first cold build, the machine's CPU use every second (sampled at 0.5 s):", "",
+                  utilisation_chart(utilisation)]
     return "\n".join(lines)
 
 
@@ -353,26 +593,38 @@ def main() -> int:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--workdir", help="where to work (default: a new temp dir, removed unless --keep)")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--peer", default="pip,uv", help="the peers: pip, uv or pip,uv (default)")
+    parser.add_argument("--no-pull", dest="pull", action="store_false", help="skip the node's pulls")
+    parser.add_argument("--sbom", action="store_true",
+                        help="let lamina attach its SBOMs and provenance (the default of `lamina build`; the peers make none)")
+    parser.add_argument("--setup-only", action="store_true",
+                        help="prepare --workdir (project, wheelhouse, lock) and stop: a later run starts from it")
+    parser.add_argument("--seed-store", help="a lamina store whose blobs (wheels) the setup links instead of downloading")
     args = parser.parse_args()
-    for tool in ("buildah", "docker-registry", "/usr/bin/time"):
+    if not set(args.peer.split(",")) <= {"pip", "uv"}:
+        parser.error("--peer takes pip, uv or pip,uv")
+    for tool in ("buildah", "podman", "docker-registry", "/usr/bin/time"):
         if shutil.which(tool) is None:
             print(f"{tool} is needed (apt-get install buildah docker-registry time)", file=sys.stderr)
             return 2
     bench = Bench(args)
     try:
         bench.setup()
+        if args.setup_only:
+            return 0
         rows = bench.run()
     finally:
         bench.close()
         if not args.keep and not args.workdir:
             shutil.rmtree(bench.work, ignore_errors=True)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    text = report(rows, args.profile, machine)
+    text = report(rows, args.profile, machine, bench.utilisation)
     print(text)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"family-{args.profile}.md").write_text(text + "\n")
     (RESULTS / f"family-{args.profile}.json").write_text(json.dumps(
-        {"machine": machine, "profile": args.profile, "rows": [asdict(r) for r in rows]}, indent=2))
+        {"machine": machine, "profile": args.profile, "rows": [asdict(r) for r in rows],
+         "utilisation": bench.utilisation}, indent=2))
     return 0
 
 

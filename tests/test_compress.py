@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
+import platform
 import random
+import shutil
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import isal
+import pytest
 import zstandard
 
 from lamina.oci import compress
-from lamina.oci.compress import ParallelGzipWriter, ZstdWriter
+from lamina.oci.compress import DEFLATES, ParallelGzipWriter, ZstdWriter, compressor_id, instruction_class
 
 
 def sample(size: int = 5_000_000) -> bytes:
@@ -21,12 +29,12 @@ def sample(size: int = 5_000_000) -> bytes:
     return text[: size // 2] + os.urandom(0) + rng.randbytes(size // 2)
 
 
-def gzip_with(data: bytes, threads: int, piece: int) -> bytes:
+def gzip_with(data: bytes, threads: int, piece: int, kind: str = "gzip") -> bytes:
     out = io.BytesIO()
     saved = compress._pool
     compress._pool = ThreadPoolExecutor(max_workers=threads)
     try:
-        writer = ParallelGzipWriter(out)
+        writer = ParallelGzipWriter(out, deflate=DEFLATES[kind])
         for i in range(0, len(data), piece):
             writer.write(data[i : i + piece])
         writer.close()
@@ -36,14 +44,16 @@ def gzip_with(data: bytes, threads: int, piece: int) -> bytes:
     return out.getvalue()
 
 
-def test_parallel_gzip_round_trips():
+@pytest.mark.parametrize("kind", sorted(DEFLATES))
+def test_parallel_gzip_round_trips(kind):
     data = sample()
-    assert gzip.decompress(gzip_with(data, 2, 65536)) == data
+    assert gzip.decompress(gzip_with(data, 2, 65536, kind)) == data
 
 
-def test_parallel_gzip_is_independent_of_threads_and_write_sizes():
+@pytest.mark.parametrize("kind", sorted(DEFLATES))
+def test_parallel_gzip_is_independent_of_threads_and_write_sizes(kind):
     data = sample(3_000_000)
-    assert gzip_with(data, 1, 4096) == gzip_with(data, 2, 1 << 20) == gzip_with(data, 4, 777_777)
+    assert gzip_with(data, 1, 4096, kind) == gzip_with(data, 2, 1 << 20, kind) == gzip_with(data, 4, 777_777, kind)
 
 
 def test_empty_input_is_a_valid_gzip():
@@ -79,10 +89,50 @@ def test_zstd_round_trips_and_is_independent_of_threads_and_write_sizes(monkeypa
 
 
 def test_gzip_bytes_are_pinned():
-    """The compressor's exact output: a change here changes every gzip layer digest (zlib-ng's release)."""
-    import hashlib
-
+    """The default compressor's exact output: a change here changes every gzip layer digest (the isal
+    release, ISA-L's level, the block size). Pinned for x86-64-v2 hosts, whose bytes ISA-L makes alike."""
+    if instruction_class() != "x86-64-v2":
+        pytest.skip(f"the pinned bytes are x86-64-v2's; this host is {instruction_class()}")
     data = sample(3_000_000)
     assert hashlib.sha256(gzip_with(data, 2, 65536)).hexdigest() == (
+        "67916ebe0d66b7adb8f860faa919aa940326a059513d7ef374dd2f347a66db5e"
+    )
+
+
+def test_gzip_small_bytes_are_pinned_on_every_host():
+    """zlib-ng's exact output (gzip-small, lamina 0.x's gzip): the same on every CPU."""
+    data = sample(3_000_000)
+    assert hashlib.sha256(gzip_with(data, 2, 65536, "gzip-small")).hexdigest() == (
         "19f1a11b9f08c74b6684d438fce02d4d9b43dcb09ae8c7db0a65b1d0ae12227a"
     )
+
+
+def test_compressor_identity_names_release_level_and_cpu_class():
+    assert compressor_id("gzip") == (f"gzip/isal-{isal.__version__}+isa-l-{isal.ISAL_VERSION}/{instruction_class()}"
+                                     f"/level-2/block-{1 << 20}")
+    assert compressor_id("gzip-small").startswith("gzip/zlib-ng-2.") and "/level-6/" in compressor_id("gzip-small")
+    assert compressor_id("gzip") != compressor_id("gzip-small") != compressor_id("zstd")
+
+
+ISA_CHECK = """
+import hashlib, sys
+sys.path[:0] = sys.argv[1:]
+from test_compress import gzip_with, sample
+print(hashlib.sha256(gzip_with(sample(400_000), 2, 65536)).hexdigest())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cpu", ["Nehalem", "Haswell"])
+def test_default_gzip_bytes_do_not_depend_on_the_cpus_vector_units(cpu):
+    """ISA-L picks SSE4.2, AVX2 or AVX-512 code at run time: under qemu's models of an SSE4.2-only and an
+    AVX2 CPU, the bytes are the host's (which may have AVX-512)."""
+    qemu = shutil.which("qemu-x86_64-static")
+    if qemu is None or platform.machine() != "x86_64" or instruction_class() != "x86-64-v2":
+        pytest.skip("needs an x86-64-v2 host and qemu-x86_64-static (Debian qemu-user-static)")
+    here = str(Path(__file__).parent)
+    src = str(Path(compress.__file__).parents[2])
+    native = subprocess.run([sys.executable, "-c", ISA_CHECK, here, src], capture_output=True, text=True, check=True)
+    emulated = subprocess.run([qemu, "-cpu", cpu, sys.executable, "-c", ISA_CHECK, here, src], capture_output=True,
+                              text=True, check=True, timeout=600)
+    assert emulated.stdout == native.stdout

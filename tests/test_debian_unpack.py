@@ -13,7 +13,8 @@ import zstandard
 
 from lamina.config import load_config
 from lamina.debian.deb import DebError, merged_usr, read_deb
-from lamina.debian.image import BUCKETS, LockedPackage, group_packages, stale_reason, upstream_version
+from lamina.debian.image import LockedPackage, group_packages, stale_reason, upstream_version
+from lamina.debian.layers import BUCKETS, DEBIAN_ROOM
 from lamina.debian.status import parse_status, status_entries
 from lamina.debian.system import CA_BUNDLE, postinst_entries, system_entries
 from lamina.errors import ConfigError
@@ -143,16 +144,28 @@ def test_ca_bundle_concatenates_the_shipped_certificates_in_path_order():
     assert postinst_entries("libc6", certs) == []
 
 
-def locked(name: str, size: int = 1000) -> LockedPackage:
-    return LockedPackage(name, "1.0", "amd64", "0" * 64, size, f"pool/{name}.deb", "bookworm")
+def locked(name: str, size: int = 1000, source: str | None = None, version: str = "1.0") -> LockedPackage:
+    src = source or name
+    return LockedPackage(name, version, "amd64", "0" * 64, size, f"pool/main/{src[0]}/{src}/{name}_{version}_amd64.deb",
+                         "bookworm")
+
+
+def test_each_source_package_has_its_own_layer_while_the_image_has_room():
+    packages = [locked("libc6", 2_800_000, "glibc"), locked("libc-bin", 600_000, "glibc"), locked("zlib1g"),
+                *[locked(f"lib{i}") for i in range(10)]]
+    groups = group_packages(packages)
+    assert len(groups) == 12  # libc6 and libc-bin (one source, updated together) share a layer
+    assert [p.name for p in dict(groups)["debian source glibc 1.0 (libc-bin, libc6)"]] == ["libc-bin", "libc6"]
+    updated = [p if p.name != "zlib1g" else locked("zlib1g", version="1.1") for p in packages]
+    assert [d for d, _ in group_packages(updated) if (d, _) not in groups] == ["debian package zlib1g 1.1"]
 
 
 def test_grouping_is_stable_when_a_package_is_added():
     small = [locked(f"lib{i}") for i in range(40)]
-    big = [locked("libicu72", 10_000_000), locked("libpython3.11-stdlib", 1_800_000)]
+    big = [locked("libicu72", 10_000_000), locked("libpython3.11-stdlib", 1_800_000, "python3.11")]
     before = group_packages(small + big)
     after = group_packages(small + big + [locked("libnew")])
-    assert len(before) <= BUCKETS + 2
+    assert len(before) <= BUCKETS + 2 and len(before) <= DEBIAN_ROOM
     assert [d for d, _ in before][-2:] == ["debian package libicu72 1.0", "debian package libpython3.11-stdlib 1.0"]
     changed = [g for g in after if g not in before]
     assert len(changed) == 1 and "libnew" in [p.name for p in changed[0][1]]

@@ -10,7 +10,7 @@ from lamina.errors import ConfigError
 from lamina.oci.model import Platform
 from lamina.python.check import ERROR, NOTE, WARNING, check_service, imports_in, wheel_modules
 from lamina.python.install import install_wheel
-from lamina.python.layers import BUCKETS, group_dists
+from lamina.python.layers import BUCKETS, LAYER_BUDGET, RESERVE, ROOM, bucket_of, group_dists, room_for
 from lamina.python.requirements import read_requirements
 from lamina.python.resolve import LockedDist, parse_pylock
 from lamina.python.target import PythonTarget
@@ -37,17 +37,36 @@ def test_bad_requirement_names_file_and_line(tmp_path):
         read_requirements(tmp_path / "r.txt")
 
 
-def test_grouping_is_stable_when_packages_come_and_go():
-    small = [dist(f"pkg{i}") for i in range(30)]
+def test_each_distribution_has_its_own_layer_while_the_image_has_room():
+    dists = [dist(f"pkg{i}") for i in range(30)] + [dist("orjson", "3.10.13", 130_000), dist("fastapi", "0.115.6")]
+    groups = group_dists(dists, room=40)
+    assert sorted(len(g) for g in groups) == [1] * 32
+    bumped = [d if d.name != "orjson" else dist("orjson", "3.10.12", 131_000) for d in dists]
+    changed = [g for g in group_dists(bumped, room=40) if g not in groups]
+    assert [[d.pin for d in g] for g in changed] == [["orjson==3.10.12"]]  # one library moved: one layer
+
+
+def test_above_its_room_an_image_groups_small_families_and_stays_stable():
+    small = [dist(f"pkg{i}") for i in range(30)] + [dist("pydantic", size=400_000), dist("pydantic-core", size=2000),
+                                                     dist("opentelemetry-api"), dist("opentelemetry-sdk")]
     big = [dist("torch", size=200_000_000), dist("numpy", size=20_000_000)]
-    groups = group_dists(small + big)
-    assert len(groups) <= BUCKETS + 2
-    assert [["numpy"], ["torch"]] == [[d.name for d in g] for g in groups[-2:]]
+    groups = group_dists(small + big, room=12)
+    assert len(groups) <= 12 and len(groups) <= BUCKETS + 3
+    assert [["numpy"], ["pydantic"], ["torch"]] == [[d.name for d in g] for g in groups[-3:]]  # >= 256 KiB: alone
+    where = {d.name: i for i, g in enumerate(groups) for d in g}
+    assert where["opentelemetry-api"] == where["opentelemetry-sdk"]  # released together, rebuilt together
+    assert bucket_of("pydantic-core") == bucket_of("pydantic")
     bumped = [d if d.name != "pkg3" else dist("pkg3", "2.0") for d in small] + big
-    changed = [a != b for a, b in zip(groups, group_dists(bumped))]
+    changed = [a != b for a, b in zip(groups, group_dists(bumped, room=12))]
     assert sum(changed) == 1  # only pkg3's bucket
-    without = group_dists([d for d in small if d.name != "pkg7"] + big)
+    without = group_dists([d for d in small if d.name != "pkg7"] + big, room=12)
     assert sum(1 for g in without if g not in groups) == 1  # only pkg7's bucket changed
+
+
+def test_room_shrinks_with_the_base_and_never_below_the_buckets():
+    assert room_for(0) == ROOM
+    assert room_for(LAYER_BUDGET - RESERVE - 20) == 20
+    assert room_for(LAYER_BUDGET) == BUCKETS
 
 
 def test_pylock_wheels_become_locked_dists():
@@ -93,6 +112,66 @@ def test_bytecode_is_the_same_whatever_the_file_times(tmp_path):
         install_wheel(make_wheel(tmp_path), "demo", TARGET, staging, compile_bytecode=True)
         outputs.append((staging / "opt/venv/lib/python3.11/site-packages/demo/__pycache__/__init__.cpython-311.pyc").read_bytes())
     assert outputs[0] == outputs[1]
+
+
+def make_named_wheel(tmp_path: Path, name: str, modules: int) -> Path:
+    wheel = tmp_path / f"{name}-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for i in range(modules):
+            zf.writestr(f"{name}/m{i}.py", f"NAMES = {{'a{i}', 'b', 'c'}}\ndef f(self, x):\n    return self.{name}(x, 'k{i % 3}')\n")
+        zf.writestr(f"{name}/tests/test_it.py", "def test():\n    pass\n")
+        zf.writestr(f"{name}/py2.py", "print 'not python 3'\n")
+        zf.writestr(f"{name}-1.0.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+        zf.writestr(f"{name}-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(f"{name}-1.0.dist-info/RECORD", "")
+    return wheel
+
+
+def test_bytecode_does_not_depend_on_how_many_processes_compile_it(tmp_path, monkeypatch):
+    """Files are compiled in fixed chunks by fresh interpreters: the bytes are the same whether one or
+    three compile at once; each .pyc is listed in the RECORD of the distribution owning its source."""
+    if not TARGET.host_can_compile:
+        pytest.skip("the host Python is not 3.11")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lamina.python import install
+
+    monkeypatch.setattr(install, "COMPILE_CHUNK", 7)
+    wheels = [make_named_wheel(tmp_path, "alpha", 30), make_named_wheel(tmp_path, "beta", 12)]
+    outputs = []
+    for threads in (1, 3):
+        monkeypatch.setattr(install, "_compile_pool", ThreadPoolExecutor(threads))
+        staging = tmp_path / f"stage{threads}"
+        for wheel in wheels:
+            install_wheel(wheel, wheel.name.split("-")[0], TARGET, staging, compile_bytecode=False)
+        install.compile_site_packages(staging, TARGET)
+        site = staging / "opt/venv/lib/python3.11/site-packages"
+        outputs.append({p.relative_to(site).as_posix(): p.read_bytes() for p in sorted(site.rglob("*.pyc"))})
+        for name, count in (("alpha", 30), ("beta", 12)):
+            record = (site / f"{name}-1.0.dist-info/RECORD").read_text()
+            assert record.count(".pyc,") == count and f"{name}/__pycache__/m0.cpython-311.pyc,sha256=" in record
+    assert outputs[0] == outputs[1] and len(outputs[0]) == 42
+    assert not any("tests" in name or "py2" in name for name in outputs[0])  # test suites skipped, py2 fails
+
+
+def test_a_layer_fetches_the_wheel_its_caller_did_not(tmp_path):
+    """Downloads can happen in the layer jobs, overlapping other layers' work: a wheel not handed to
+    PythonLayers is fetched (and verified) into the store by the layer that needs it."""
+    import hashlib
+
+    from lamina.oci.store import BlobStore
+    from lamina.python.layers import PythonLayers
+
+    wheel = make_wheel(tmp_path)
+    locked = LockedDist("demo", "1.0", wheel.as_uri(), hashlib.sha256(wheel.read_bytes()).hexdigest(), wheel.stat().st_size)
+    store = BlobStore(tmp_path / "store")
+    layers = PythonLayers(TARGET, {}, store.tmp_dir, store=store)
+    try:
+        paths = {e.path for e in layers.spec([locked]).entries()}
+    finally:
+        layers.cleanup()
+    assert "opt/venv/lib/python3.11/site-packages/demo/__init__.py" in paths
+    assert store.has(f"sha256:{locked.sha256}")
 
 
 def test_venv_is_made_by_hand():

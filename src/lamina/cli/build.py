@@ -6,6 +6,7 @@ import argparse
 import os
 import time
 from pathlib import Path
+from typing import get_args
 
 from lamina.cli import output
 from lamina.cli.options import (
@@ -19,6 +20,7 @@ from lamina.cli.options import (
     platforms_arg,
 )
 from lamina.errors import LaminaError, ServiceCheckFailed, UsageError
+from lamina.oci.compress import Compression
 from lamina.publish import Output, push, write_output
 from lamina.summary import build_summary
 from lamina.supply.keys import PASSWORD_VARIABLES, PrivateKey, read_password
@@ -52,7 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--push", action="store_true", help="push to the registry after building")
     p.add_argument("--tag", help="tag for the pushed and written images (default: version, else latest)")
     p.add_argument("--format", choices=["oci", "docker"], help="manifest format (default: oci)")
-    p.add_argument("--compression", choices=["gzip", "zstd"], help="layer compression (default: gzip)")
+    p.add_argument("--compression", choices=list(get_args(Compression)),
+                   help="layer compression: gzip (ISA-L, the default), gzip-small (zlib-ng level 6: ~10%% smaller, "
+                   "4x the CPU, the same bytes on every CPU) or zstd (OCI only)")
     p.add_argument("--platform", action="append", metavar="OS/ARCH",
                    help="build only this platform of each image (repeat for several; default: every platform the "
                         "config lists). A docker-archive holds one platform per image")

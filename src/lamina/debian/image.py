@@ -150,18 +150,11 @@ def requested_packages(spec: ImageSpec) -> list[str]:
 
 
 def group_packages(packages: Sequence[LockedPackage]) -> list[tuple[str, list[LockedPackage]]]:
-    """Stable layer assignment: small packages go to one of :data:`BUCKETS` layers by a hash of their
-    name (adding a package changes only its bucket); a ``.deb`` of :data:`BIG_PACKAGE` bytes or more
-    gets a layer of its own. Buckets come first (by number), then the big packages (by name)."""
-    buckets: dict[int, list[LockedPackage]] = {}
-    big: list[LockedPackage] = []
-    for p in sorted(packages, key=lambda p: p.name):
-        if p.size >= BIG_PACKAGE:
-            big.append(p)
-        else:
-            buckets.setdefault(int(hashlib.sha256(p.name.encode()).hexdigest(), 16) % BUCKETS, []).append(p)
-    groups = [(f"debian packages, group {b} ({len(ps)}: {_names(ps)})", ps) for b, ps in sorted(buckets.items())]
-    return groups + [(f"debian package {p.name} {p.version}", [p]) for p in big]
+    """Stable layer assignment, one layer per source package while the image has room: see
+    :mod:`lamina.debian.layers`."""
+    from lamina.debian.layers import group_by_source
+
+    return group_by_source(packages)
 
 
 def _names(packages: Sequence[LockedPackage]) -> str:

@@ -1,15 +1,27 @@
 """Layer compression with output pinned by its parameters, using every core.
 
-gzip (the default): deflate level 6 by zlib-ng, from the ``zlib-ng`` package pinned in
-pyproject.toml (it bundles its own zlib-ng, so the system's zlib, which differs between
-distributions and versions, plays no part), in the pigz scheme: the stream is cut into 1 MiB
-blocks, each deflated on its own thread with the previous 32 KiB as its dictionary and ended with
-a sync flush, and the raw deflate pieces are joined under one gzip header (mtime 0, OS 255) and
-trailer. The bytes depend on the block size, the level and the zlib-ng release, never on the
-number of threads or the machine's load (zlib-ng hashes the same way on every CPU since 2.2; a
-test pins the exact output). zlib-ng deflates about twice as fast as zlib at the same level, for
-about 1% more bytes. The layer's diff_id (the uncompressed content) is the contract everywhere,
-and a compressed blob, once in the store, is never compressed again.
+gzip layers are made in the pigz scheme: the stream is cut into 1 MiB blocks, each deflated on its own
+thread with the previous 32 KiB as its dictionary and ended with a sync flush, and the raw deflate
+pieces are joined under one gzip header (mtime 0, OS 255) and trailer. The bytes depend on the block
+size and on the deflate library's release and level (:data:`DEFLATES`), never on the number of
+threads or the machine's load. Two deflates are pinned (pyproject.toml pins both packages, each of
+which bundles its own library, so the system's zlib plays no part):
+
+``gzip`` (the default): ISA-L (``isal`` on PyPI) at level 2. On the full family's 2.3 GB of layers it
+takes 8.4 s of CPU where zlib-ng level 6 took 36.4 s, for 10.5% more bytes (bench/README.md,
+"Compression"). ISA-L chooses SSE4.2, AVX2 or AVX-512 code when it loads; at levels 0–2 all of them
+give the same bytes (tests/test_compress.py pins them; checked under qemu's Nehalem and Haswell models
+against an AVX-512 host), but a CPU without SSE4.2 or another architecture gives other bytes (level 3
+differs even between AVX2 and AVX-512, so it is not used). The CPU class is therefore part of
+:func:`compressor_id`: a store never mixes them, and every x86-64-v2 machine (any x86-64 CPU since
+2009) makes the same digests.
+
+``gzip-small``: zlib-ng level 6 (``zlib-ng`` on PyPI), lamina 0.x's gzip: 10% smaller layers for four
+times the CPU, and the same bytes on every CPU and architecture (zlib-ng hashes alike everywhere since
+2.2).
+
+The layer's diff_id (the uncompressed content) is the contract everywhere, and a compressed blob, once
+in the store, is never compressed again.
 
 zstd (on request): level 3, multi-threaded mode, whose output does not depend on the thread count.
 """
@@ -17,23 +29,65 @@ zstd (on request): level 3, multi-threaded mode, whose output does not depend on
 from __future__ import annotations
 
 import os
+import platform
 import struct
 import threading
 import zlib
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
 from typing import Literal, Protocol
 
+import isal
 import zstandard
+from isal import isal_zlib
 from zlib_ng import zlib_ng
 
-Compression = Literal["gzip", "zstd"]
-GZIP_LEVEL = 6
+Compression = Literal["gzip", "gzip-small", "zstd"]
+GZIP_LEVEL = 6  # gzip-small's (zlib-ng) level
 ZSTD_LEVEL = 3
 BLOCK_SIZE = 1 << 20
 WINDOW = 32 * 1024
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+
+@dataclass(frozen=True)
+class Deflate:
+    """One pinned raw-deflate: the library, its level, and the release its output depends on."""
+
+    library: Literal["isal", "zlib-ng"]
+    level: int
+
+    @property
+    def module(self) -> ModuleType:
+        return isal_zlib if self.library == "isal" else zlib_ng
+
+    def release(self) -> str:
+        if self.library == "isal":
+            return f"isal-{isal.__version__}+isa-l-{isal.ISAL_VERSION}/{instruction_class()}"
+        return f"zlib-ng-{zlib_ng.ZLIBNG_VERSION}"
+
+
+DEFLATES: dict[str, Deflate] = {"gzip": Deflate("isal", 2), "gzip-small": Deflate("zlib-ng", GZIP_LEVEL)}
+
+
+@cache
+def instruction_class() -> str:
+    """Which of ISA-L's code paths (as far as its output differs) this CPU takes: ``x86-64-v2`` (SSE4.2:
+    the SSE4.2, AVX2 and AVX-512 paths give the same bytes), else the bare architecture."""
+    machine = platform.machine().lower()
+    if machine in ("x86_64", "amd64"):
+        try:
+            with open("/proc/cpuinfo") as f:
+                flags = next((line for line in f if line.startswith("flags")), "")
+        except OSError:
+            flags = ""
+        return "x86-64-v2" if " sse4_2" in flags else "x86-64"
+    return machine
+
 
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
@@ -59,21 +113,20 @@ class Writer(Protocol):
     def write(self, data: bytes, /) -> object: ...
 
 
-def _deflate_block(block: bytes, dictionary: bytes, last: bool, level: int) -> bytes:
-    ng = zlib_ng
-    if dictionary:
-        c = ng.compressobj(level, ng.DEFLATED, -ng.MAX_WBITS, 8, ng.Z_DEFAULT_STRATEGY, dictionary)
-    else:
-        c = ng.compressobj(level, ng.DEFLATED, -ng.MAX_WBITS, 8, ng.Z_DEFAULT_STRATEGY)
-    return c.compress(block) + c.flush(ng.Z_FINISH if last else ng.Z_SYNC_FLUSH)
+def _deflate_block(block: bytes, dictionary: bytes, last: bool, deflate: Deflate) -> bytes:
+    """One raw-deflate piece; each is independent of the others but for the dictionary it is given."""
+    m = deflate.module
+    extra = (dictionary,) if dictionary else ()
+    c = m.compressobj(deflate.level, m.DEFLATED, -15, 8, m.Z_DEFAULT_STRATEGY, *extra)
+    return c.compress(block) + c.flush(m.Z_FINISH if last else m.Z_SYNC_FLUSH)
 
 
 class ParallelGzipWriter:
     """A file-like writer that gzips what it is given onto ``sink``, blocks compressed in parallel."""
 
-    def __init__(self, sink: Writer, *, level: int = GZIP_LEVEL, block_size: int = BLOCK_SIZE) -> None:
+    def __init__(self, sink: Writer, *, deflate: Deflate = DEFLATES["gzip"], block_size: int = BLOCK_SIZE) -> None:
         self._sink = sink
-        self._level = level
+        self._deflate = deflate
         self._block_size = block_size
         self._pool = _shared_pool()
         self._pending: deque[Future[bytes]] = deque()
@@ -86,7 +139,7 @@ class ParallelGzipWriter:
         sink.write(GZIP_HEADER)
 
     def write(self, data: bytes) -> int:
-        self._crc = zlib_ng.crc32(data, self._crc)
+        self._crc = isal_zlib.crc32(data, self._crc)
         self._size += len(data)
         self._buffer += data
         while len(self._buffer) > self._block_size:
@@ -96,7 +149,7 @@ class ParallelGzipWriter:
         return len(data)
 
     def _submit(self, block: bytes, *, last: bool) -> None:
-        self._pending.append(self._pool.submit(_deflate_block, block, self._dictionary, last, self._level))
+        self._pending.append(self._pool.submit(_deflate_block, block, self._dictionary, last, self._deflate))
         self._dictionary = block[-WINDOW:]
         while len(self._pending) >= self._max_pending:
             self._sink.write(self._pending.popleft().result())
@@ -130,23 +183,25 @@ class ZstdWriter:
 
 def compressor_id(kind: Compression) -> str:
     """Everything the compressed bytes depend on: a blob made with another identity is made again."""
-    if kind == "gzip":
-        return f"gzip/zlib-ng-{zlib_ng.ZLIBNG_VERSION}/level-{GZIP_LEVEL}/block-{BLOCK_SIZE}"
+    if kind in DEFLATES:
+        deflate = DEFLATES[kind]
+        return f"gzip/{deflate.release()}/level-{deflate.level}/block-{BLOCK_SIZE}"
     return f"zstd/{'.'.join(map(str, zstandard.ZSTD_VERSION))}/level-{ZSTD_LEVEL}/mt"
 
 
 def compression_of(media_type: str) -> Compression:
-    """The compression a layer media type names."""
+    """The compression a layer media type names (for gzip, the default deflate: callers that use another
+    pass theirs)."""
     return "zstd" if media_type.endswith("zstd") else "gzip"
 
 
 def compressor(kind: Compression, sink: Writer) -> ParallelGzipWriter | ZstdWriter:
     """A writer compressing onto ``sink`` with the pinned parameters of ``kind``."""
-    if kind == "gzip":
-        return ParallelGzipWriter(sink)
+    if kind in DEFLATES:
+        return ParallelGzipWriter(sink, deflate=DEFLATES[kind])
     if kind == "zstd":
         return ZstdWriter(sink)
-    raise ValueError(f"unknown compression {kind!r} (expected gzip or zstd)")
+    raise ValueError(f"unknown compression {kind!r} (expected gzip, gzip-small or zstd)")
 
 
 def decompressor(media_type: str) -> Callable[[], "zlib._Decompress | zstandard.ZstdDecompressionObj"] | None:

@@ -30,6 +30,8 @@ LAYER_BUDGET = 100
 #: paths.py). Part of every layer key: a layer made by a lamina with other rules (say, before path
 #: safety was lamina's own) is never reused, it is made again. Bump it whenever those rules change.
 LAYER_FORMAT = "lamina-layer-2"
+#: Layers being made at once, per core (see :func:`build_layers`).
+IN_FLIGHT = 2
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,8 @@ def build_layer(
     if key is None:
         entries = list(spec.entries())
         key = "sig:" + signature(entries)
-    full_key = _full_key(key, media_type, mtime)
-    if (found := cached_layer(store, key, media_type, mtime)) is not None:
+    full_key = _full_key(key, media_type, mtime, compression)
+    if (found := cached_layer(store, key, media_type, mtime, compression)) is not None:
         record = store.get_key(LAYER_KEY_KIND, full_key) or {}
         return BuiltLayer(found, spec.description, True, record.get("elf"))
     elf: dict[str, str] = {}
@@ -96,15 +98,19 @@ def note_architectures(entries: Iterable[Entry], found: dict[str, str]) -> Itera
         yield entry
 
 
-def cached_layer(store: BlobStore, key: str, media_type: str, mtime: int) -> StoredLayer | None:
+def cached_layer(
+    store: BlobStore, key: str, media_type: str, mtime: int, compression: Compression | None = None
+) -> StoredLayer | None:
     """The stored layer made earlier from inputs with this key, if any: callers use it to skip
-    preparing inputs (downloads, installs) of layers that will not be made again."""
-    record = store.get_key(LAYER_KEY_KIND, _full_key(key, media_type, mtime))
-    return store.find_layer(record["diff_id"], media_type, compressor_id(compression_of(media_type))) if record else None
+    preparing inputs (downloads, installs) of layers that will not be made again. ``compression``
+    defaults to what ``media_type`` names (for gzip, the default deflate)."""
+    kind = compression or compression_of(media_type)
+    record = store.get_key(LAYER_KEY_KIND, _full_key(key, media_type, mtime, kind))
+    return store.find_layer(record["diff_id"], media_type, compressor_id(kind)) if record else None
 
 
-def _full_key(key: str, media_type: str, mtime: int) -> str:
-    return f"{key}\0{LAYER_FORMAT}\0{media_type}\0{compressor_id(compression_of(media_type))}\0{mtime}"
+def _full_key(key: str, media_type: str, mtime: int, compression: Compression) -> str:
+    return f"{key}\0{LAYER_FORMAT}\0{media_type}\0{compressor_id(compression)}\0{mtime}"
 
 
 def _write(
@@ -134,9 +140,14 @@ def build_layers(
     mtime: int,
     on_done: Callable[[BuiltLayer], None] | None = None,
 ) -> list[BuiltLayer]:
-    """Build several layers (result order = ``specs`` order): the heaviest first, one more at a time
-    than there are cores (while one layer installs or reads, the others compress), and each distinct
-    layer once even when several specs describe it."""
+    """Build several layers (result order = ``specs`` order): the heaviest first, :data:`IN_FLIGHT` per
+    core at a time, and each distinct layer once even when several specs describe it.
+
+    A layer's work is in three kinds of workers, so that both cores stay busy through a cold build:
+    preparing its entries in this process (installing wheels, unpacking packages: Python code, one at
+    a time under the GIL), byte-compiling in child processes (:mod:`lamina.python.install`, one per
+    core), and deflating in threads that release the GIL (:mod:`lamina.oci.compress`, one per core).
+    With two layers per core in flight, while one installs, the others compile, tar or compress."""
     unique: dict[str, LayerSpec] = {}
     for i, spec in enumerate(specs):
         unique.setdefault(spec.same or f"#{i}", spec)
@@ -152,7 +163,7 @@ def build_layers(
     if len(order) <= 1:
         results = {name: one(spec) for name, spec in order}
     else:
-        with ThreadPoolExecutor(max_workers=min(len(order), workers() + 1)) as pool:
+        with ThreadPoolExecutor(max_workers=min(len(order), IN_FLIGHT * workers())) as pool:
             results = dict(zip([name for name, _ in order], pool.map(one, [spec for _, spec in order])))
     return [results[spec.same or f"#{i}"] for i, spec in enumerate(specs)]
 

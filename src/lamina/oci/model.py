@@ -236,13 +236,13 @@ def build_config(
 
 def layer_media_type(compression: str, fmt: Format) -> str:
     if fmt == "docker":
-        if compression != "gzip":
+        if not compression.startswith("gzip"):
             raise LaminaError(
                 f"Docker schema2 images cannot hold {compression} layers",
                 hint="use gzip with format = \"docker\", or the OCI format for zstd",
             )
         return mt.DOCKER_LAYER_GZIP
-    return {"gzip": mt.OCI_LAYER_GZIP, "zstd": mt.OCI_LAYER_ZSTD}[compression]
+    return mt.OCI_LAYER_ZSTD if compression == "zstd" else mt.OCI_LAYER_GZIP
 
 
 def convert_layer_type(media_type: str, fmt: Format) -> str:

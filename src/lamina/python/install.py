@@ -4,20 +4,22 @@ Console scripts get ``#!/opt/venv/bin/python``; ``.dist-info/RECORD`` is kept (a
 bytecode), so ``pip list``, ``pip check`` and ``importlib.metadata`` work in the image. Bytecode is
 compiled by the host only when its Python has the target's minor version, in ``unchecked-hash`` mode,
 whose output does not depend on file times (otherwise the image compiles nothing and imports a little
-slower the first time).
+slower the first time); how, so that the bytes do not depend on the machine: :func:`compile_site_packages`.
 """
 
 from __future__ import annotations
 
-import base64
+import atexit
 import csv
-import hashlib
 import importlib.util
 import io
 import os
+import re
 import subprocess
 import sys
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from installer import install
@@ -45,7 +47,8 @@ def _scheme(target: PythonTarget, name: str) -> dict[str, str]:
 
 
 def install_wheel(wheel: Path, name: str, target: PythonTarget, staging: Path, *, compile_bytecode: bool) -> None:
-    """Install ``wheel`` under ``staging`` as if ``staging`` were the image's root.
+    """Install ``wheel`` under ``staging`` as if ``staging`` were the image's root (and, when asked,
+    compile what it added: see :func:`compile_site_packages`).
 
     The wheel is checked first (:func:`lamina.python.safety.check_wheel`: member paths and kinds, RECORD
     against the files) and what was staged after: path safety is lamina's own, whatever installer does.
@@ -73,52 +76,164 @@ def install_wheel(wheel: Path, name: str, target: PythonTarget, staging: Path, *
         compile_site_packages(staging, target)
 
 
-def compile_site_packages(staging: Path, target: PythonTarget) -> None:
-    """Compile the ``.py`` files under the staged site-packages (all but libraries' test suites) and
-    add the ``.pyc`` files to RECORD.
-
-    Always in a fresh ``python -m compileall``: marshal marks objects by their reference counts, so
-    bytecode compiled inside a busy process (lamina's, with its own modules loaded) can differ from the
-    same compiled elsewhere. A fresh interpreter gives the same bytes every time. It also keeps the GIL-
-    bound compiling out of this process, whose threads are compressing other layers meanwhile.
-    """
-    root = staging / target.site_packages.lstrip("/")
-    sources = sorted(root.rglob("*.py"))
-    if not sources:
-        return
-    jobs = str(workers()) if len(sources) >= PARALLEL_COMPILE else "1"
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", "-j", jobs, "--invalidation-mode", "unchecked-hash",
-         "-x", SKIP_COMPILE, "-s", str(staging), "-p", "/", str(root)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,  # Python 2 files fail, as they would
-    )
-    compiled = [Path(importlib.util.cache_from_source(str(s))) for s in sources]
-    _add_to_record(root, [c for c in compiled if c.exists()])
-
-
-PARALLEL_COMPILE = 500  # below this many files, the process pool costs more than it saves
+#: Files compiled by one process. Fixed, so that which process compiles which file (and so the bytes:
+#: marshal marks objects by their reference counts, which depend on what the process compiled before)
+#: depends on the file list only, never on the number of cores or on scheduling.
+COMPILE_CHUNK = 128
 #: Libraries' own test suites (numpy/*/tests/..., about half of numpy's, scipy's and scikit-learn's
 #: files) are not compiled: a service never imports them, and they would compile on first import.
-SKIP_COMPILE = r"/tests?/"
+SKIP_COMPILE = re.compile(r"/tests?/")
+#: The compile server (``python -I -S``): imports what compiling needs, then for each request line (a
+#: chunk: ``path<TAB>name in the image`` items joined by NUL) forks a child, which compiles the chunk as
+#: py_compile does in ``unchecked-hash`` mode and prints ``pyc<TAB>sha256<TAB>size`` per file (nothing
+#: for a file that does not compile, e.g. Python 2 code, as compileall skips it), so RECORD needs no
+#: second read. The server itself never compiles: every chunk starts from the same untouched process
+#: (the same bytes every time), and costs a fork instead of an interpreter's start.
+_SERVER = r"""
+import base64, hashlib, os, sys
+import importlib._bootstrap_external as be
+import importlib.machinery, importlib.util
 
-
-def _add_to_record(site_packages: Path, files: list[Path]) -> None:
-    records = list(site_packages.glob("*.dist-info/RECORD"))
-    if len(records) != 1 or not files:
-        return
-    record = records[0]
-    rows = list(csv.reader(io.StringIO(record.read_text())))
-    known = {row[0] for row in rows if row}
-    for path in files:
-        rel = os.path.relpath(path, site_packages)
-        if rel in known:
+def compile_chunk(request):
+    out = []
+    for item in request.split("\0"):
+        path, name = item.split("\t")
+        loader = importlib.machinery.SourceFileLoader("<py_compile>", path)
+        try:
+            source = loader.get_data(path)
+            code = loader.source_to_code(source, name)
+        except Exception:
             continue
-        data = path.read_bytes()
+        data = be._code_to_hash_pyc(code, importlib.util.source_hash(source), False)
+        pyc = importlib.util.cache_from_source(path)
+        os.makedirs(os.path.dirname(pyc), exist_ok=True)
+        be._write_atomic(pyc, data, be._calc_mode(path))
         digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        rows.append([rel, f"sha256={digest}", str(len(data))])
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerows(sorted(rows, key=lambda r: r[0]))
-    record.write_text(out.getvalue())
+        out.append(f"{pyc}\t{digest}\t{len(data)}\n")
+    sys.stdout.write("".join(out))
+    sys.stdout.flush()
+
+for line in sys.stdin:
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            compile_chunk(line.rstrip("\n"))
+            status = 0
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    sys.stdout.write(f"\0{status}\n")
+    sys.stdout.flush()
+"""
+
+_compile_lock = threading.Lock()
+_compile_pool: ThreadPoolExecutor | None = None
+_servers = threading.local()
+_started: list[subprocess.Popen[str]] = []
+
+
+def _compilers() -> ThreadPoolExecutor:
+    """Threads that each drive one compile server: as many as there are cores, shared by all the layers
+    being made (while one layer compiles, the others install, tar and compress)."""
+    global _compile_pool
+    with _compile_lock:
+        if _compile_pool is None:
+            _compile_pool = ThreadPoolExecutor(max_workers=workers(), thread_name_prefix="lamina-compile")
+        return _compile_pool
+
+
+def compile_site_packages(staging: Path, target: PythonTarget) -> None:
+    """Compile the ``.py`` files under the staged site-packages that have no bytecode yet (all but
+    libraries' test suites), and add the ``.pyc`` files to the RECORD of the distribution owning each.
+
+    :data:`COMPILE_CHUNK` files at a time, each chunk by a fork of an untouched interpreter that does
+    nothing but compile (:data:`_SERVER`): the same files in the same order in the same starting state
+    give the same bytes every time (bytecode compiled in lamina's busy process, or by compileall's worker
+    pool, whose files go to whichever worker is free, can differ, and so with the number of cores). The
+    chunks of a big distribution are compiled on every core, and no ``.pyc`` is read back to be hashed.
+    """
+    root = staging / target.site_packages.lstrip("/")
+    sources = [p for p in sorted(root.rglob("*.py"))
+               if not SKIP_COMPILE.search("/" + p.relative_to(staging).as_posix())
+               and not Path(importlib.util.cache_from_source(str(p))).exists()]
+    if not sources:
+        return
+    chunks = [sources[i : i + COMPILE_CHUNK] for i in range(0, len(sources), COMPILE_CHUNK)]
+    compiled: dict[Path, tuple[str, int]] = {}
+    for result in _compilers().map(lambda chunk: _compile_chunk(chunk, staging), chunks):
+        compiled.update(result)
+    _add_to_record(root, compiled)
+
+
+def _server() -> subprocess.Popen[str]:
+    """This thread's compile server, started on first use; it ends when lamina closes its stdin or exits."""
+    server: subprocess.Popen[str] | None = getattr(_servers, "process", None)
+    if server is None or server.poll() is not None:
+        server = subprocess.Popen([sys.executable, "-I", "-S", "-c", _SERVER], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        _servers.process = server
+        with _compile_lock:
+            if not _started:
+                atexit.register(stop_compile_servers)
+            _started.append(server)
+    return server
+
+
+def stop_compile_servers() -> None:
+    """End the compile servers (they also end by themselves when lamina exits), and wait for them, so
+    their CPU time counts as lamina's children's."""
+    with _compile_lock:
+        servers, _started[:] = list(_started), []
+    for server in servers:
+        if server.stdin is not None:
+            server.stdin.close()
+    for server in servers:
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def _compile_chunk(sources: list[Path], staging: Path) -> dict[Path, tuple[str, int]]:
+    server = _server()
+    assert server.stdin is not None and server.stdout is not None
+    server.stdin.write("\0".join(f"{p}\t/{p.relative_to(staging).as_posix()}" for p in sources) + "\n")
+    server.stdin.flush()
+    out: dict[Path, tuple[str, int]] = {}
+    for line in server.stdout:
+        if line.startswith("\0"):
+            if line.strip("\0\n") != "0":
+                raise LaminaError(f"compiling {sources[0].parent} failed (status {line.strip()})",
+                                  hint="a bug in lamina's bytecode step; please report it")
+            return out
+        pyc, digest, size = line.rstrip("\n").split("\t")
+        out[Path(pyc)] = (digest, int(size))
+    raise LaminaError(f"the compile server stopped while compiling {sources[0].parent}",
+                      hint="a bug in lamina's bytecode step; please report it")
+
+
+def _add_to_record(site_packages: Path, compiled: dict[Path, tuple[str, int]]) -> None:
+    """Each ``.pyc`` goes into the RECORD that lists its source (several distributions may share a stage)."""
+    if not compiled:
+        return
+    by_source = {os.path.relpath(Path(importlib.util.source_from_cache(str(pyc))), site_packages): (pyc, facts)
+                 for pyc, facts in compiled.items()}
+    for record in sorted(site_packages.glob("*.dist-info/RECORD")):
+        rows = list(csv.reader(io.StringIO(record.read_text())))
+        known = {row[0] for row in rows if row}
+        added = False
+        for source in [row[0] for row in rows if row and row[0] in by_source]:
+            pyc, (digest, size) = by_source[source]
+            rel = os.path.relpath(pyc, site_packages)
+            if rel not in known:
+                rows.append([rel, f"sha256={digest}", str(size)])
+                added = True
+        if added:
+            out = io.StringIO()
+            csv.writer(out, lineterminator="\n").writerows(sorted(rows, key=lambda r: r[0]))
+            record.write_text(out.getvalue())
 
 
 def staged_entries(staging: Path, *, uid: int = 0, gid: int = 0) -> list[Entry]:

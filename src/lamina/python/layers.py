@@ -1,32 +1,58 @@
 """Which installed distributions go in which layer, and the layers themselves.
 
-The rule, stable by construction: a distribution whose wheel is at least :data:`ALONE_BYTES` (1 MiB) gets a
-layer of its own; the others share one of :data:`BUCKETS` layers chosen by a hash of their name
-alone. So bumping a package changes only its layer (or its bucket's), and adding or removing one
-never moves the others. A whole image stays well under the runtimes' ~127-layer limit: lamina
-refuses more than :data:`LAYER_BUDGET` layers and says which image is too big.
+The rule (:func:`group_dists`): every distribution gets a layer of its own while the image's own
+distributions fit in its share of the layer budget (``room``); a one-version move then rebuilds and
+pushes exactly that distribution's layer. Above the room, grouping starts, by a ladder of size
+thresholds: the first threshold at which the layers fit is used; distributions whose wheel is at
+least that big keep a layer of their own, the smaller ones share one of :data:`BUCKETS` layers chosen
+by a hash of their *family* (the first part of their name: ``opentelemetry-api`` and
+``opentelemetry-sdk``, ``pydantic`` and ``pydantic-core``, which are released together), so what
+changes together is rebuilt together. A distribution's layer depends on its own name and wheel size
+and on the image's threshold only, never on other distributions' versions: bumping one changes only
+its layer (or its bucket's), adding or removing one moves no other. A whole image stays well under
+the runtimes' ~127-layer limit: lamina refuses more than :data:`LAYER_BUDGET` layers and says which
+image is too big.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Sequence
 from functools import cache
 from importlib.metadata import version
 from pathlib import Path
 
+from lamina.errors import LaminaError
 from lamina.oci.layer import LAYER_BUDGET, LayerSpec, check_budget, input_key
 from lamina.oci.tar import Entry
-from lamina.python.install import install_wheel, staged_entries
+from lamina.oci.store import BlobStore
+from lamina.python.install import compile_site_packages, install_wheel, staged_entries
 from lamina.python.resolve import LockedDist
 from lamina.python.target import PythonTarget
-from lamina.python.wheels import verified_wheel
+from lamina.python.wheels import fetch_wheels, verified_wheel
 
-ALONE_BYTES = 1024 * 1024
+#: Size thresholds tried in turn when an image's distributions do not fit its room one per layer (0:
+#: every distribution alone). The last resort puts every distribution in a bucket.
+THRESHOLDS = (0, 256 * 1024, 1024 * 1024, 4 * 1024 * 1024, 16 * 1024 * 1024, 1 << 62)
 BUCKETS = 8
-LAYOUT_VERSION = "python-layer-v2"  # change whenever what goes into a layer changes
+#: The layers an image's own distributions may take when the caller does not say (see :func:`room_for`).
+ROOM = 40
+#: Layers kept free by :func:`room_for` for the images built on this one (their code, their own packages).
+RESERVE = 16
+LAYOUT_VERSION = "python-layer-v3"  # change whenever what goes into a layer changes (v3: bytecode by compile servers)
+#: One layer installs at a time: installing is Python code under the GIL, so several at once would only
+#: take turns, and each would reach the compile servers (the other cores' work) later. One at a time,
+#: the heaviest layer's bytecode starts compiling as soon as its wheel is unpacked.
+_INSTALLING = threading.Lock()
+
+
+def family(name: str) -> str:
+    """The first part of a distribution's normalized name: members of a family are released together."""
+    return re.split(r"[-_.]+", name.lower(), maxsplit=1)[0]
 
 
 @cache
@@ -36,15 +62,32 @@ def installer_version() -> str:
 
 
 def bucket_of(name: str) -> int:
-    return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % BUCKETS
+    """The bucket of a distribution below the image's threshold: by its family, so families stay together."""
+    return int(hashlib.sha256(family(name).encode()).hexdigest()[:8], 16) % BUCKETS
 
 
-def group_dists(dists: Sequence[LockedDist]) -> list[list[LockedDist]]:
-    """Buckets of small distributions (by bucket number), then big ones alone (by name)."""
+def room_for(base_layers: int) -> int:
+    """The layers an image's own distributions may take: at most :data:`ROOM`, and what the budget leaves
+    above its base less :data:`RESERVE` for the images built on it (never fewer than :data:`BUCKETS`)."""
+    return max(BUCKETS, min(ROOM, LAYER_BUDGET - base_layers - RESERVE))
+
+
+def group_dists(dists: Sequence[LockedDist], room: int = ROOM) -> list[list[LockedDist]]:
+    """Layers for an image's own distributions: each alone when they fit in ``room`` layers, else the
+    smaller ones by family in buckets (by bucket number), then the others alone (by name)."""
+    groups: list[list[LockedDist]] = []
+    for threshold in THRESHOLDS:
+        groups = _grouped(dists, threshold)
+        if len(groups) <= room:
+            break
+    return groups
+
+
+def _grouped(dists: Sequence[LockedDist], threshold: int) -> list[list[LockedDist]]:
     buckets: dict[int, list[LockedDist]] = {}
     alone = []
     for dist in sorted(dists, key=lambda d: d.name):
-        if (dist.size or 0) >= ALONE_BYTES:
+        if threshold == 0 or (dist.size or 0) >= threshold:
             alone.append([dist])
         else:
             buckets.setdefault(bucket_of(dist.name), []).append(dist)
@@ -55,9 +98,10 @@ class PythonLayers:
     """Layer specs for groups of wheels; staging directories live until :meth:`cleanup`."""
 
     def __init__(self, target: PythonTarget, wheels: dict[str, Path], scratch: Path, *, uid: int = 0,
-                 gid: int = 0) -> None:
+                 gid: int = 0, store: BlobStore | None = None) -> None:
         self.target = target
         self.wheels = wheels
+        self.store = store
         self.compile = target.host_can_compile
         self.uid, self.gid = uid, gid
         self._root = Path(tempfile.mkdtemp(prefix="python-layers-", dir=scratch))
@@ -70,18 +114,29 @@ class PythonLayers:
         return LayerSpec(lambda: self._entries(group), description, key, weight=sum(d.size or 0 for d in group))
 
     def _entries(self, group: Sequence[LockedDist]) -> list[Entry]:
+        """Install the group's wheels, then compile them in one go (its chunks on every core)."""
         staging = Path(tempfile.mkdtemp(prefix="stage-", dir=self._root))
-        for dist in group:
-            install_wheel(self._named_wheel(dist), dist.name, self.target, staging, compile_bytecode=self.compile)
+        wheels = [self._named_wheel(dist) for dist in group]  # fetched now if the caller did not
+        with _INSTALLING:
+            for dist, wheel in zip(group, wheels):
+                install_wheel(wheel, dist.name, self.target, staging, compile_bytecode=False)
+        if self.compile:
+            compile_site_packages(staging, self.target)
         return staged_entries(staging, uid=self.uid, gid=self.gid)
 
     def _named_wheel(self, dist: LockedDist) -> Path:
         """The stored wheel under its real file name (installer reads name and version from it), re-hashed
-        against the lock's sha256 first: a wheel swapped in the store is refused, never installed."""
+        against the lock's sha256 first: a wheel swapped in the store is refused, never installed. A wheel the
+        caller did not fetch is fetched now, by the layer that needs it, while other layers work."""
         link = self._root / "wheels" / dist.filename
         if not link.exists():
             link.parent.mkdir(exist_ok=True)
-            link.symlink_to(verified_wheel(self.wheels[dist.name], dist))
+            wheel = self.wheels.get(dist.name)
+            if wheel is None:
+                if self.store is None:
+                    raise LaminaError(f"the wheel of {dist.pin} was not fetched", hint="a bug in lamina; please report it")
+                wheel = fetch_wheels([dist], self.store)[dist.name]
+            link.symlink_to(verified_wheel(wheel, dist))
         return link
 
     def cleanup(self) -> None:

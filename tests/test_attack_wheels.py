@@ -185,9 +185,9 @@ def test_the_installer_release_and_the_layer_format_are_part_of_the_layer_keys(t
     before = maker.spec([dist]).key
     monkeypatch.setattr(layers, "installer_version", lambda: "0.7.0")
     assert maker.spec([dist]).key != before
-    full = layer._full_key("k", "m+gzip", 1)
+    full = layer._full_key("k", "m+gzip", 1, "gzip")
     monkeypatch.setattr(layer, "LAYER_FORMAT", "lamina-layer-0")
-    assert layer._full_key("k", "m+gzip", 1) != full
+    assert layer._full_key("k", "m+gzip", 1, "gzip") != full
     maker.cleanup()
     assert stat.S_ISDIR(os.stat(tmp_path).st_mode)
 

@@ -115,16 +115,11 @@ def test_bytecode_is_the_same_whatever_the_file_times(tmp_path):
 
 
 def make_named_wheel(tmp_path: Path, name: str, modules: int) -> Path:
-    wheel = tmp_path / f"{name}-1.0-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        for i in range(modules):
-            zf.writestr(f"{name}/m{i}.py", f"NAMES = {{'a{i}', 'b', 'c'}}\ndef f(self, x):\n    return self.{name}(x, 'k{i % 3}')\n")
-        zf.writestr(f"{name}/tests/test_it.py", "def test():\n    pass\n")
-        zf.writestr(f"{name}/py2.py", "print 'not python 3'\n")
-        zf.writestr(f"{name}-1.0.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-        zf.writestr(f"{name}-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        zf.writestr(f"{name}-1.0.dist-info/RECORD", "")
-    return wheel
+    files = {f"{name}/m{i}.py": f"NAMES = {{'a{i}', 'b', 'c'}}\ndef f(self, x):\n    return self.{name}(x, 'k{i % 3}')\n"
+             for i in range(modules)}
+    files[f"{name}/tests/test_it.py"] = "def test():\n    pass\n"
+    files[f"{name}/py2.py"] = "print 'not python 3'\n"
+    return write_wheel(tmp_path / f"{name}-1.0-py3-none-any.whl", files, name=name)
 
 
 def test_bytecode_does_not_depend_on_how_many_processes_compile_it(tmp_path, monkeypatch):

@@ -20,6 +20,7 @@ from lamina.debian.step import DebianStep
 from lamina.errors import ConfigError
 from lamina.files import FilesStep
 from lamina.lock import Lock
+from lamina.oci.cache import RemoteLayers
 from lamina.oci.layer import BuiltLayer, build_layers
 from lamina.oci.model import Artifact, Index, Platform
 from lamina.oci.remote import Registries
@@ -63,6 +64,8 @@ class Family:
     platforms: Sequence[Platform] = ()
     on_status: Callable[[str, str], None] | None = None
     on_layer: Callable[[str, BuiltLayer], None] | None = None
+    #: The registry's layer cache (:mod:`lamina.cache`): layers it has are neither built nor fetched.
+    remote: RemoteLayers | None = None
     lock: Lock = field(init=False)
 
     def __post_init__(self) -> None:
@@ -72,9 +75,10 @@ class Family:
         update = set(self.update)
         status = self._lock_status
         self.debian = Debian(self.store, settings_of(self.config), locked=self.locked, update=update,
-                             lock_name=self.lock.path.name, on_status=status)
+                             lock_name=self.lock.path.name, on_status=status, remote=self.remote)
         self.python = PythonSession(self.store, self.config.python, self.config.root, locked=self.locked,
-                                    update=update, lock_name=self.lock.path.name, on_status=status)
+                                    update=update, lock_name=self.lock.path.name, on_status=status,
+                                    remote=self.remote)
         self.steps: list[Step] = [DebianStep(self.debian), PythonStep(self.python),
                                   FilesStep(str(self.config.root))]
         self.resolved: list[str] = []
@@ -176,7 +180,8 @@ class Family:
                 self.on_layer(by_description.get(layer.description, "layers"), layer)
 
         layers = build_layers(self.store, specs, compression=self.options.compression,
-                              media_type=self.options.media_type, mtime=self.options.mtime, on_done=done)
+                              media_type=self.options.media_type, mtime=self.options.mtime, on_done=done,
+                              remote=self.remote)
         seconds = time.monotonic() - started
         per_image: dict[Key, list[BuiltLayer]] = {key: [] for key in plans}
         for (key, _), layer in zip(owners, layers, strict=True):

@@ -110,6 +110,10 @@ class ProjectConfig:
     compression: Compression = "gzip"
     output: str = DEFAULT_OUTPUT
     insecure_registries: tuple[str, ...] = ()
+    #: The layer cache pushes record their layers in (default REGISTRY/OWNER/lamina-cache:layers),
+    #: and further caches builds read (never write), e.g. the main branch's from a feature branch.
+    cache: str | None = None
+    cache_from: tuple[str, ...] = ()
     source: str | None = None
     revision: str | None = None
     debian_mirror: str = "https://deb.debian.org/debian"

@@ -139,6 +139,9 @@ class _Reader:
         values["format"] = self.choice("project", proj, "format", get_args(Format), "oci")
         values["compression"] = self.choice("project", proj, "compression", get_args(Compression), "gzip")
         values["insecure_registries"] = tuple(self.str_list("project", proj, "insecure_registries") or ())
+        if (cache := self.get("project", proj, "cache", str, "a reference such as \"registry/owner/lamina-cache:main\"")) is not None:
+            values["cache"] = cache
+        values["cache_from"] = tuple(self.str_list("project", proj, "cache_from") or ())
         for key in ("debian_mirror", "debian_security_mirror"):
             if (url := self.get("project", proj, key, str, "a URL such as \"https://deb.debian.org/debian\"")) is not None:
                 if not re.match(r"https?://[^/]+", url):
@@ -366,7 +369,7 @@ class _Reader:
 
 
 _PROJECT_KEYS = dict.fromkeys(
-    ["registry", "owner", "version", "base_version", "format", "compression", "output", "insecure_registries", "source", "revision", "platform",
+    ["registry", "owner", "version", "base_version", "format", "compression", "output", "insecure_registries", "source", "revision", "platform", "cache", "cache_from",
      "platforms", "debian_mirror", "debian_security_mirror", "debian_suites", "debian_keyring"]
 )
 _IMAGE_KEYS = dict.fromkeys(

@@ -6,6 +6,10 @@ file stats (:func:`lamina.oci.tar.signature`). On a hit the stored blob is the l
 streaming pass goes tar → sha256 (diff_id) → compressor → sha256 → store, never holding the layer
 in memory; if the store already had a blob for that diff_id, that blob is kept, so a layer's
 compressed bytes never change once made.
+
+Between the store and building sits the registry cache (:mod:`lamina.oci.cache`), when the build has
+one: it is asked for the layer's *portable* key — the caller's key, or for a layer of files a hash
+of their content (a signature of file stats means nothing on another machine).
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from lamina.oci.cache import RemoteLayers
 from lamina.oci.compress import Compression, compression_of, compressor, compressor_id, workers
 from lamina.oci.digest import DigestWriter
+from lamina.oci.records import key_hex
 from lamina.oci.store import BlobStore, StoredLayer
 from lamina.oci.tar import Entry, signature, tar_chunks
 
@@ -51,29 +57,85 @@ class BuiltLayer:
     layer: StoredLayer
     description: str
     reused: bool
+    #: The hex of the layer's full portable input key: what the registry cache records it under.
+    key: str | None = None
+    #: The registry repository (``host/repo``) its blob is in when it is not in the store (a cache hit).
+    origin: str | None = None
 
 
 def build_layer(
-    store: BlobStore, spec: LayerSpec, *, compression: Compression, media_type: str, mtime: int
+    store: BlobStore, spec: LayerSpec, *, compression: Compression, media_type: str, mtime: int,
+    remote: RemoteLayers | None = None,
 ) -> BuiltLayer:
-    """Make (or find) the compressed layer blob for ``spec``."""
+    """Make (or find, in the store or the registry cache) the compressed layer blob for ``spec``."""
     entries: list[Entry] | None = None
     key = spec.key
     if key is None:
         entries = list(spec.entries())
         key = "sig:" + signature(entries)
-    if (found := cached_layer(store, key, media_type, mtime)) is not None:
-        return BuiltLayer(found, spec.description, True)
+    full = _full_key(key, media_type, mtime)
+    record = store.get_key(LAYER_KEY_KIND, full)
+    found = _stored(store, record, media_type)
+    if found is not None and record is not None:
+        portable = record.get("portable") or _portable(spec, entries, media_type, mtime)
+        return BuiltLayer(found, spec.description, True, portable)
+    portable = _portable(spec, entries, media_type, mtime)
+    if remote is not None and (hit := remote.find(portable, media_type)) is not None:
+        if hit.origin is None:  # downloaded and checked: a layer of the store from now on
+            store.put_key(LAYER_KEY_KIND, full, {"diff_id": hit.layer.diff_id, "portable": portable})
+        return BuiltLayer(hit.layer, spec.description, True, portable, hit.origin)
     layer, reused = _write(store, spec.entries() if entries is None else entries, compression, media_type, mtime)
-    store.put_key(LAYER_KEY_KIND, _full_key(key, media_type, mtime), {"diff_id": layer.diff_id})
-    return BuiltLayer(layer, spec.description, reused)
+    store.put_key(LAYER_KEY_KIND, full, {"diff_id": layer.diff_id, "portable": portable})
+    return BuiltLayer(layer, spec.description, reused, portable)
 
 
-def cached_layer(store: BlobStore, key: str, media_type: str, mtime: int) -> StoredLayer | None:
-    """The stored layer made earlier from inputs with this key, if any: callers use it to skip
-    preparing inputs (downloads, installs) of layers that will not be made again."""
-    record = store.get_key(LAYER_KEY_KIND, _full_key(key, media_type, mtime))
-    return store.find_layer(record["diff_id"], media_type, compressor_id(compression_of(media_type))) if record else None
+def cached_layer(store: BlobStore, key: str, media_type: str, mtime: int,
+                 remote: RemoteLayers | None = None) -> StoredLayer | None:
+    """The layer made earlier from inputs with this key — in the store, else in the registry cache
+    (checked) — if any: callers use it to skip preparing inputs (downloads, installs) of layers that
+    will not be made here."""
+    found = _stored(store, store.get_key(LAYER_KEY_KIND, _full_key(key, media_type, mtime)), media_type)
+    if found is None and remote is not None and (hit := remote.find(key_hex(_full_key(key, media_type, mtime)),
+                                                                    media_type)) is not None:
+        return hit.layer
+    return found
+
+
+def _stored(store: BlobStore, record: dict | None, media_type: str) -> StoredLayer | None:
+    if record is None:
+        return None
+    return store.find_layer(record["diff_id"], media_type, compressor_id(compression_of(media_type)))
+
+
+def _portable(spec: LayerSpec, entries: list[Entry] | None, media_type: str, mtime: int) -> str:
+    """The key of the layer's inputs that means the same on every machine (hex of the full key)."""
+    if spec.key is not None:
+        return key_hex(_full_key(spec.key, media_type, mtime))
+    return key_hex(_full_key("content:" + content_key(entries if entries is not None else spec.entries()),
+                             media_type, mtime))
+
+
+def content_key(entries: Iterable[Entry]) -> str:
+    """A fingerprint of a layer's entries by their content (files are read and hashed): equal on
+    every machine for equal files, whatever their paths, times or inodes there."""
+    digest = hashlib.sha256()
+    for e in sorted(entries, key=lambda e: tuple(e.path.split("/"))):
+        if e.data is not None:
+            content = hashlib.sha256(e.data).hexdigest()
+        elif e.source is not None and e.kind == "file":
+            content = _file_sha256(e.source)
+        else:
+            content = ""
+        digest.update(f"{e.path}\0{e.kind}\0{e.mode}\0{e.uid}\0{e.gid}\0{e.target}\0{content}\n".encode())
+    return digest.hexdigest()
+
+
+def _file_sha256(path: object) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:  # type: ignore[call-overload]
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _full_key(key: str, media_type: str, mtime: int) -> str:
@@ -106,6 +168,7 @@ def build_layers(
     media_type: str,
     mtime: int,
     on_done: Callable[[BuiltLayer], None] | None = None,
+    remote: RemoteLayers | None = None,
 ) -> list[BuiltLayer]:
     """Build several layers (result order = ``specs`` order): the heaviest first, one more at a time
     than there are cores (while one layer installs or reads, the others compress), and each distinct
@@ -115,7 +178,7 @@ def build_layers(
         unique.setdefault(spec.same or f"#{i}", spec)
 
     def one(spec: LayerSpec) -> BuiltLayer:
-        built = build_layer(store, spec, compression=compression, media_type=media_type, mtime=mtime)
+        built = build_layer(store, spec, compression=compression, media_type=media_type, mtime=mtime, remote=remote)
         if on_done is not None:
             on_done(built)
         return built

@@ -1,0 +1,83 @@
+"""The family's layer cache in its registry: which caches a build reads, and what a push records.
+
+The mechanism is :mod:`lamina.oci.cache` (an index of input keys per family, entries checked before
+use); this module applies the project's rules (docs/cache.md):
+
+- a push reads and updates the cache of the registry it pushes to, ``[project] cache`` (default
+  ``REGISTRY/OWNER/lamina-cache:layers``); other builds read it only when ``cache``/``cache_from``
+  name one (so a plain local build never waits for a registry it does not use);
+- ``[project] cache_from`` adds caches that are read, never written (a feature branch reading main's);
+- entries are believed only when they point into the project's own repositories (its push targets)
+  or into the repository of a configured cache;
+- ``--no-remote-cache`` turns all of it off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from lamina import naming
+from lamina.build import BuiltImage
+from lamina.config import ProjectConfig
+from lamina.errors import ConfigError
+from lamina.oci.cache import CacheEntry, RemoteLayers, default_reference, write_index
+from lamina.oci.reference import Reference
+from lamina.oci.remote import Registries
+from lamina.oci.store import BlobStore
+
+
+def cache_reference(config: ProjectConfig) -> Reference | None:
+    """Where this project's pushes record their layers (None: no registry)."""
+    if config.cache:
+        return Reference.parse(config.cache)
+    if config.registry:
+        return default_reference(config.registry, config.owner)
+    return None
+
+
+def trusted_repositories(config: ProjectConfig) -> set[str]:
+    """``host/repo`` of every image the project pushes: the repositories a cache entry may point into."""
+    trusted = set()
+    for spec in config.images.values():
+        try:
+            target = naming.push_target(config, spec)
+        except ConfigError:
+            continue
+        trusted.add(f"{target.registry}/{target.repository}")
+    return trusted
+
+
+def remote_layers(config: ProjectConfig, registries: Registries, store: BlobStore, *, pushing: bool, fetch: bool,
+                  warn: Callable[[str], None] | None = None) -> RemoteLayers | None:
+    """The registry cache a build reads, or None when it reads none (see the module's rules)."""
+    refs = []
+    own = cache_reference(config)
+    if own is not None and (pushing or config.cache):
+        refs.append(own)
+    refs += [Reference.parse(text) for text in config.cache_from]
+    if not refs:
+        return None
+    return RemoteLayers(refs, registries, store, trusted=trusted_repositories(config), fetch=fetch, warn=warn)
+
+
+def entries_of(pushed: Sequence[tuple[BuiltImage, Reference]]) -> list[CacheEntry]:
+    """A cache entry for every keyed layer of every pushed image, pointing at where it now is."""
+    entries = []
+    for built, target in pushed:
+        for layer in built.layers:
+            if layer.key is None:
+                continue
+            stored = layer.layer
+            entries.append(CacheEntry(layer.key, stored.diff_id, stored.digest, stored.size, stored.media_type,
+                                      f"{target.registry}/{target.repository}", built.image.digest))
+    return entries
+
+
+def record_pushed(config: ProjectConfig, pushed: Sequence[tuple[BuiltImage, Reference]], registries: Registries,
+                  warn: Callable[[str], None]) -> int:
+    """Update the project's cache with the layers of the images just pushed; returns its entry count."""
+    ref = cache_reference(config)
+    entries = entries_of(pushed)
+    if ref is None or not entries:
+        return 0
+    return write_index(ref, entries, registries, warn)

@@ -174,7 +174,7 @@ def test_locked_refuses_a_stale_lock(built, shared_store, tmp_path):
     stale = make_project(tmp_path / "stale", body=PROJECT.replace('"poppler-utils"', '"poppler-utils", "curl"'))
     shutil.copy(built / "lamina.lock", stale / "lamina.lock")
     result = lamina(stale, shared_store, "build", "--locked", check=False)
-    assert result.returncode == 1
+    assert result.returncode == 5  # LockStaleError
     assert "lamina.lock is stale (requested changed) for image 'ocr'" in result.stderr
     assert "lamina lock ocr" in result.stderr
 

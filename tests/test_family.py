@@ -195,7 +195,7 @@ def test_check_names_file_and_line_of_each_mistake(tmp_path, store):
     (root / "apps" / "svc_ingestion" / "requirements.txt").write_text("pyyaml==6.0.2\nhttpx==0.28.1\n")
     (root / "apps" / "svc_retriever" / "requirements.txt").write_text("rank-bm25==0.2.2\nnumpy==1.26.4\n")
     result = lamina(root, store, "check", "--json", check=False)
-    assert result.returncode == 1
+    assert result.returncode == 3  # check findings
     findings = {(f["code"], f["image"]): f for f in json.loads(result.stdout)}
     missing = findings[("missing-import", "svc-forms")]
     assert missing["where"].endswith(f"apps/svc_forms/main.py:{sklearn_line}") and "scikit-learn" in missing["hint"]
@@ -205,7 +205,7 @@ def test_check_names_file_and_line_of_each_mistake(tmp_path, store):
     assert conflict["where"].endswith("apps/svc_retriever/requirements.txt:2")
     assert "numpy==2.2.1" in conflict["message"] and "libs/requirements-ml.txt:2" in conflict["message"]
     build = lamina(root, store, "build", check=False)
-    assert build.returncode == 1 and "lamina check found" in build.stderr
+    assert build.returncode == 3 and "lamina check found" in build.stderr
 
 
 def test_init_writes_a_config_that_builds_the_same_images(family, tmp_path, store):

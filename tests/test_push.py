@@ -122,7 +122,7 @@ def test_basic_auth_from_env_and_a_refused_password(project, basic_registry):
     out = run_lamina("build", "busybox", "--push", "--registry", basic_registry.host, "--owner", owner,
                      "--username", basic_registry.username, "--password-stdin", cwd=project, stdin=wrong + "\n",
                      env={"LAMINA_STORE": str(project.parent / "store")}, check=False)
-    assert out.returncode == 1
+    assert out.returncode == 4  # AuthError
     assert basic_registry.host in out.stderr and "--username" in out.stderr
     assert wrong not in out.stderr + out.stdout
 
@@ -131,14 +131,14 @@ def test_base_not_found_names_the_reference_and_the_answer(project, registry):
     (project / "lamina.toml").write_text((project / "lamina.toml").read_text().replace(
         'from = "busybox"', f'from = "{registry.host}/nobody/nothing:9"'))
     out = run_lamina("build", "hello", cwd=project, env={"LAMINA_STORE": str(project.parent / "store")}, check=False)
-    assert out.returncode == 1
+    assert out.returncode == 4  # NotFoundError
     assert f"{registry.host}/nobody/nothing:9" in out.stderr
 
 
 def test_unreachable_registry_is_reported(project):
     out = run_lamina("build", "busybox", "--push", "--registry", "127.0.0.1:9", "--owner", "x", cwd=project,
                      env={"LAMINA_STORE": str(project.parent / "store")}, check=False)
-    assert out.returncode == 1 and "127.0.0.1:9" in out.stderr
+    assert out.returncode == 4 and "127.0.0.1:9" in out.stderr
 
 
 def test_base_from_a_multi_platform_index_picks_the_platform(project, registry, tmp_path):

@@ -69,7 +69,7 @@ def entries_of(pushed: Sequence[tuple[BuiltImage, Reference]]) -> list[CacheEntr
                 continue
             stored = layer.layer
             entries.append(CacheEntry(layer.key, stored.diff_id, stored.digest, stored.size, stored.media_type,
-                                      f"{target.registry}/{target.repository}", built.image.digest))
+                                      f"{target.registry}/{target.repository}", built.image.digest, layer.elf))
     return entries
 
 

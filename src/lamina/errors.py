@@ -29,11 +29,15 @@ class DigestMismatchError(LaminaError):
     """Bytes read from a store, layout or registry do not hash to the digest that named them."""
 
 
+class NetworkError(LaminaError):
+    """A server lamina downloads from (a registry, a Debian mirror, a package index) could not be reached."""
+
+
 class RegistryError(LaminaError):
     """A registry answered with an error we cannot recover from."""
 
 
-class RegistryUnreachableError(RegistryError):
+class RegistryUnreachableError(RegistryError, NetworkError):
     """The registry could not be reached (DNS, connection refused, TLS, time-out)."""
 
 
@@ -46,10 +50,10 @@ class NotFoundError(RegistryError):
 
 
 class LockStaleError(LaminaError):
-    """``--locked`` and the lock file has no fresh entry for an image (run ``lamina lock``)."""
+    """The lock file lacks a fresh entry for an image and resolving is forbidden (``--locked``, ``export``)."""
 
 
-class DownloadError(LaminaError):
+class DownloadError(NetworkError):
     """An HTTP download failed: the server refused it, never answered, or the retries ran out.
 
     ``url`` is what was asked for; ``status`` the HTTP status of the last answer (None when there was none);
@@ -66,3 +70,31 @@ class DownloadError(LaminaError):
 
 class CertificateError(DownloadError):
     """The server's TLS certificate did not verify against the CA bundle in use."""
+
+
+class ServiceCheckFailed(LaminaError):
+    """``lamina check`` found errors: the services would fail at run time (missing imports, pin conflicts)."""
+
+
+class UsageError(LaminaError):
+    """The command line asks for something impossible (flags that need each other, a verb without its input)."""
+
+
+#: Exit codes of the ``lamina`` command, by error class: the first class the error is an instance of wins, so
+#: the more specific classes come first. Scripts (CI) can branch on them; ``lamina --help`` and docs/cli.md list them.
+EXIT_CODES: tuple[tuple[type[LaminaError], int, str], ...] = (
+    (LockStaleError, 5, "lamina.lock must be updated (run `lamina lock`), and --locked or export forbids resolving"),
+    (ServiceCheckFailed, 3, "lamina check found errors: the services would fail at run time"),
+    (RegistryError, 4, "a registry refused the request or lacks what was asked for"),
+    (NetworkError, 4, "a server (registry, Debian mirror) could not be reached"),
+    (ConfigError, 2, "lamina.toml or lamina.lock is malformed or names what does not exist"),
+    (UsageError, 2, "the command line is wrong"),
+    (LaminaError, 1, "any other error lamina reports (it says what, where, and what to do)"),
+)
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+EXIT_INTERNAL = 70  # EX_SOFTWARE: an unexpected exception, a bug in lamina
+
+
+def exit_code(error: LaminaError) -> int:
+    """The exit code the ``lamina`` command returns for ``error`` (see ``EXIT_CODES``)."""
+    return next(code for cls, code, _ in EXIT_CODES if isinstance(error, cls))

@@ -20,7 +20,9 @@ from lamina.debian.step import DebianStep
 from lamina.errors import ConfigError
 from lamina.files import FilesStep
 from lamina.lock import Lock
+from lamina.inventory import describe_component
 from lamina.oci.cache import RemoteLayers
+from lamina.oci.elf import foreign, wrong_architecture
 from lamina.oci.layer import BuiltLayer, build_layers
 from lamina.oci.model import Artifact, Index, Platform
 from lamina.oci.remote import Registries
@@ -29,7 +31,7 @@ from lamina.plan import build_order
 from lamina.python.check import CheckedImage, Finding, check_family
 from lamina.python.image import PinConflict, PythonSession, PythonState
 from lamina.python.step import PythonStep
-from lamina.steps import Step
+from lamina.steps import Step, StepLayer
 
 #: (image name, platform): what the family builds one of.
 Key = tuple[str, Platform]
@@ -184,7 +186,8 @@ class Family:
                               remote=self.remote)
         seconds = time.monotonic() - started
         per_image: dict[Key, list[BuiltLayer]] = {key: [] for key in plans}
-        for (key, _), layer in zip(owners, layers, strict=True):
+        for (key, i), layer in zip(owners, layers, strict=True):
+            self._check_architecture(key, plans[key].layers[i], layer)
             per_image[key].append(layer)
         built: dict[Key, BuiltImage] = {}
         for key, plan in plans.items():
@@ -196,6 +199,16 @@ class Family:
             built[key] = finish_image(plan, base, per_image[key], store=self.store, options=self.options,
                                       seconds=seconds)
         return list(built.values())
+
+    @staticmethod
+    def _check_architecture(key: Key, planned: StepLayer, layer: BuiltLayer) -> None:
+        """Every ELF binary in a platform's layer must be for that platform's CPU (a layer shared by
+        several platforms is checked for each)."""
+        name, platform = key
+        bad = foreign(layer.elf, platform.architecture)
+        if bad is not None:
+            origin = ", ".join(describe_component(c) for c in planned.components) or planned.spec.description
+            raise wrong_architecture(name, str(platform), platform.architecture, bad[0], bad[1], origin)
 
     # -- what comes out ---------------------------------------------------------------------------
 

@@ -141,6 +141,14 @@ class Inventory:
         )
 
 
+def describe_component(c: Component) -> str:
+    """``python numpy 2.1.0 (numpy-2.1.0-cp311-….whl)``, ``deb libc6 2.36-9 (amd64)``, ``files svc-forms …``."""
+    if c.kind == "files":
+        return c.name
+    detail = c.filename.rsplit("/", 1)[-1] if c.kind == "python" else c.arch
+    return f"{c.kind} {c.name} {c.version}" + (f" ({detail})" if detail else "")
+
+
 def placed(components: Iterable[Component], *, layer: str, diff_id: str, added_by: str) -> list[Placed]:
     return [Placed(c, layer, diff_id, added_by) for c in components]
 

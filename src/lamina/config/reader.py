@@ -23,7 +23,7 @@ from lamina.config.model import (
 )
 from lamina.errors import ConfigError
 from lamina.oci.compress import Compression
-from lamina.oci.model import Format, HealthCheck, Platform, RunConfig
+from lamina.oci.model import Format, HealthCheck, Platform, RunConfig, host_platform
 
 # -- reading -----------------------------------------------------------------------------------
 
@@ -154,7 +154,7 @@ class _Reader:
         values["debian_suites"] = suites
         if (keyring := self.get("project", proj, "debian_keyring", str, "a path to a keyring file")) is not None:
             values["debian_keyring"] = (self.path.parent / keyring).absolute()
-        default_platform = self.platforms("project", proj, (Platform(),))
+        default_platform = self.platforms("project", proj, (host_platform(),))
         images = data.get("images", {})
         if not isinstance(images, dict):
             raise self.error("", "images", "expected tables [images.NAME]")

@@ -59,10 +59,6 @@ LOCK_KIND = "debian"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-#: Kept for callers of the old name: a stale lock under ``--locked``.
-LockError = LockStaleError
-
-
 @dataclass(frozen=True)
 class DebianSettings:
     """``[project]`` settings of the Debian archive."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from lamina.errors import CertificateError, DigestMismatchError, DownloadError, LaminaError
+from lamina.errors import CertificateError, DigestMismatchError, DownloadError, LaminaError, NetworkError
 from lamina.oci.http import download_blob, fetch_bytes, make_client
 from lamina.oci.store import BlobStore
 
@@ -40,7 +40,7 @@ class ArchiveError(LaminaError):
     """The archive refused us, served something that does not verify, or lacks what we need."""
 
 
-class ArchiveUnreachableError(ArchiveError):
+class ArchiveUnreachableError(ArchiveError, NetworkError):
     """The mirror could not be reached (DNS, connection, TLS, time-out)."""
 
 

@@ -62,16 +62,24 @@ class CacheEntry:
     media_type: str
     repository: str  # host/repo holding the blob
     image: str  # digest of a manifest in ``repository`` with this layer
+    #: The CPU architectures of its ELF files (see :class:`lamina.oci.layer.BuiltLayer`), if known.
+    elf: Mapping[str, str] | None = None
 
     def to_json(self) -> dict[str, object]:
         out = asdict(self)
         del out["key"]
+        if self.elf is None:
+            del out["elf"]
+        else:
+            out["elf"] = dict(self.elf)
         return out
 
     @classmethod
     def from_json(cls, key: str, obj: Mapping[str, object]) -> CacheEntry:
+        elf = obj.get("elf")
         return cls(key, str(obj["diff_id"]), str(obj["digest"]), int(obj["size"]),  # type: ignore[call-overload]
-                   str(obj["media_type"]), str(obj["repository"]), str(obj["image"]))
+                   str(obj["media_type"]), str(obj["repository"]), str(obj["image"]),
+                   {str(k): str(v) for k, v in elf.items()} if isinstance(elf, dict) else None)
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,7 @@ class RemoteLayer:
 
     layer: StoredLayer
     origin: str | None
+    elf: Mapping[str, str] | None = None
 
 
 def default_reference(registry: str, owner: str | None) -> Reference:
@@ -141,7 +150,8 @@ class RemoteLayers:
                 problem = self._download(entry)
             if problem is None:
                 origin = None if self.fetch else entry.repository
-                found = RemoteLayer(StoredLayer(entry.diff_id, entry.digest, entry.size, entry.media_type), origin)
+                found = RemoteLayer(StoredLayer(entry.diff_id, entry.digest, entry.size, entry.media_type), origin,
+                                    entry.elf)
             else:
                 self.rejected.append(entry.digest)
                 self.warn(f"layer cache entry {key[:12]} in {entry.repository} ignored, the layer is built here: "

@@ -15,13 +15,14 @@ of their content (a signature of file stats means nothing on another machine).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from lamina.oci.cache import RemoteLayers
 from lamina.oci.compress import Compression, compression_of, compressor, compressor_id, workers
 from lamina.oci.digest import DigestWriter
+from lamina.oci.elf import elf_architecture, elf_header
 from lamina.oci.records import key_hex
 from lamina.oci.store import BlobStore, StoredLayer
 from lamina.oci.tar import Entry, signature, tar_chunks
@@ -57,6 +58,9 @@ class BuiltLayer:
     layer: StoredLayer
     description: str
     reused: bool
+    #: The CPU architectures of the ELF executables and libraries in it (architecture → one such path);
+    #: None when unknown (a layer recorded by an older lamina).
+    elf: Mapping[str, str] | None = None
     #: The hex of the layer's full portable input key: what the registry cache records it under.
     key: str | None = None
     #: The registry repository (``host/repo``) its blob is in when it is not in the store (a cache hit).
@@ -78,15 +82,29 @@ def build_layer(
     found = _stored(store, record, media_type)
     if found is not None and record is not None:
         portable = record.get("portable") or _portable(spec, entries, media_type, mtime)
-        return BuiltLayer(found, spec.description, True, portable)
+        return BuiltLayer(found, spec.description, True, record.get("elf"), portable)
     portable = _portable(spec, entries, media_type, mtime)
     if remote is not None and (hit := remote.find(portable, media_type)) is not None:
         if hit.origin is None:  # downloaded and checked: a layer of the store from now on
-            store.put_key(LAYER_KEY_KIND, full, {"diff_id": hit.layer.diff_id, "portable": portable})
-        return BuiltLayer(hit.layer, spec.description, True, portable, hit.origin)
-    layer, reused = _write(store, spec.entries() if entries is None else entries, compression, media_type, mtime)
-    store.put_key(LAYER_KEY_KIND, full, {"diff_id": layer.diff_id, "portable": portable})
-    return BuiltLayer(layer, spec.description, reused, portable)
+            store.put_key(LAYER_KEY_KIND, full, {"diff_id": hit.layer.diff_id, "portable": portable, "elf": hit.elf})
+        return BuiltLayer(hit.layer, spec.description, True, hit.elf, portable, hit.origin)
+    elf: dict[str, str] = {}
+    source = spec.entries() if entries is None else entries
+    layer, reused = _write(store, note_architectures(source, elf), compression, media_type, mtime)
+    elf = dict(sorted(elf.items()))
+    store.put_key(LAYER_KEY_KIND, full, {"diff_id": layer.diff_id, "elf": elf, "portable": portable})
+    return BuiltLayer(layer, spec.description, reused, elf, portable)
+
+
+def note_architectures(entries: Iterable[Entry], found: dict[str, str]) -> Iterator[Entry]:
+    """Pass ``entries`` through, noting in ``found`` the architecture of every ELF executable or
+    library (architecture → the first path seen), so a platform's image can be checked against it."""
+    for entry in entries:
+        if entry.kind == "file":
+            arch = elf_architecture(elf_header(entry))
+            if arch is not None:
+                found.setdefault(arch, entry.path)
+        yield entry
 
 
 def cached_layer(store: BlobStore, key: str, media_type: str, mtime: int,

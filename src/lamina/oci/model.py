@@ -95,6 +95,13 @@ class Platform:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
 
+def host_platform() -> Platform:
+    """The platform of this machine (``linux/amd64`` on x86_64): what a family is built for by default."""
+    import platform as _platform
+
+    return Platform("linux", _normalize_arch(_platform.machine().lower()))
+
+
 def _normalize_arch(arch: str) -> str:
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(arch, arch)
 

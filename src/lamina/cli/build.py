@@ -1,0 +1,102 @@
+"""``lamina build``: build images into the store and write them to an output or push them."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from lamina.cli import output
+from lamina.cli.options import (
+    HelpFormatter,
+    add_config,
+    add_json,
+    add_output,
+    add_registry,
+    examples,
+    open_session,
+    platforms_arg,
+)
+from lamina.errors import ServiceCheckFailed
+from lamina.publish import Output, push, write_output
+from lamina.summary import build_summary
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "build",
+        help="build images into the store and write them to an output (or push them)",
+        description="Build the images of lamina.toml (all, or those named, with the bases they need) and write "
+        "them out. Reads lamina.toml, lamina.lock (resolving and recording what it lacks, unless --locked), the "
+        "Debian archive and PyPI (what the store lacks), and the bases' layers; writes the layers into the store, "
+        "then the images to the output: oci:DIR (default: [project] output, else oci:build/oci) or "
+        "docker-archive:FILE. With --push the images go to the registry (registry/owner/name:tag) and no local "
+        "output is written unless --output is given: a base image's layers are then mounted or skipped, never "
+        "downloaded. Runs the checks of `lamina check` and fails on their errors.",
+        formatter_class=HelpFormatter,
+        epilog=examples(
+            ("lamina build", "every image, into build/oci"),
+            ("lamina build hello -o docker-archive:hello.tar", "one image (and its bases) as a tar for docker load"),
+            ("lamina build --locked --json", "CI: exactly what lamina.lock says; digests as JSON on stdout"),
+            ("lamina build --push --registry 127.0.0.1:5000 --owner me", "push, uploading only missing blobs"),
+            ('echo "$TOKEN" | lamina build --push --username me --password-stdin', "with a credential"),
+        ),
+    )
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="images to build (default: all)")
+    add_config(p)
+    add_output(p, "oci:DIR or docker-archive:FILE (default: [project] output, else oci:build/oci)")
+    p.add_argument("--push", action="store_true", help="push to the registry after building")
+    p.add_argument("--tag", help="tag for the pushed and written images (default: version, else latest)")
+    p.add_argument("--format", choices=["oci", "docker"], help="manifest format (default: oci)")
+    p.add_argument("--compression", choices=["gzip", "zstd"], help="layer compression (default: gzip)")
+    p.add_argument("--platform", action="append", metavar="OS/ARCH",
+                   help="build only this platform of each image (repeat for several; default: every platform the "
+                        "config lists). A docker-archive holds one platform per image")
+    p.add_argument("--no-check", action="store_true", help="do not run `lamina check` on the services")
+    p.add_argument("--locked", action="store_true",
+                   help="fail if lamina.lock is missing or stale instead of resolving (and never write it)")
+    add_json(p, "a summary (digests, layers, pushes)")
+    add_registry(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    console = output.console
+    with open_session(args) as session:
+        config, store = session.config, session.store
+        names = session.images(args.images)
+        tag = args.tag or session.tag
+        out = None
+        if args.output or not args.push:  # a push alone needs no local copy (nor the base's layers)
+            out = Output.parse(args.output or config.output, Path.cwd() if args.output else config.root)
+        with store.shared_lock():
+            family = session.family(tag=tag, format=args.format, compression=args.compression,
+                                    pushing=args.push, locked=args.locked, platforms=platforms_arg(args.platform))
+            built = output.run_family(family, names)
+            named = session.named(family.products(built), tag)
+            output.print_built(built)
+            findings = family.conflicts if args.no_check else family.check(built)
+            output.print_findings(findings)
+            if errors := output.error_count(findings):
+                raise ServiceCheckFailed(f"lamina check found {errors} error(s): the images would fail at run time",
+                                         hint="fix them (each names the file and line)"
+                                         + ("" if args.no_check else ", or build with --no-check"))
+            if family.resolved:
+                resolved = sorted(set(family.resolved))
+                console.print(f"resolved packages of {', '.join(resolved)} into {family.lock.path.name}")
+            if out is not None:
+                started = time.monotonic()
+                fetched = write_output(out, named, store, session.registries)
+                extra = f", fetched {output.size(fetched)} of base layers" if fetched else ""
+                console.print(f"wrote {out} in {time.monotonic() - started:.2f}s{extra}")
+            reports = []
+            if args.push:
+                targets = session.targets(named)
+                with output.status("pushing…") as update:
+                    reports = push(targets, store, session.registries,
+                                   on_blob=lambda d, outcome: update(f"pushing: {outcome} {d[:19]}"))
+                for report in reports:
+                    output.print_push(report)
+    if args.json:
+        output.print_json(build_summary(built, out, reports))
+    return 0

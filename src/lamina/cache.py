@@ -24,6 +24,7 @@ from lamina.oci.cache import CacheEntry, RemoteLayers, default_reference, write_
 from lamina.oci.reference import Reference
 from lamina.oci.remote import Registries
 from lamina.oci.store import BlobStore
+from lamina.publish import Named
 
 
 def cache_reference(config: ProjectConfig) -> Reference | None:
@@ -60,6 +61,14 @@ def remote_layers(config: ProjectConfig, registries: Registries, store: BlobStor
     return RemoteLayers(refs, registries, store, trusted=trusted_repositories(config), fetch=fetch, warn=warn)
 
 
+def pushed_images(built: Sequence[BuiltImage], targets: Sequence[tuple[Named, Reference]]
+                  ) -> list[tuple[BuiltImage, Reference]]:
+    """Each built platform image with the reference it was pushed to."""
+    by_digest = {b.image.digest: b for b in built}
+    return [(by_digest[image.digest], target) for named, target in targets for image in named.images
+            if image.digest in by_digest]
+
+
 def entries_of(pushed: Sequence[tuple[BuiltImage, Reference]]) -> list[CacheEntry]:
     """A cache entry for every keyed layer of every pushed image, pointing at where it now is."""
     entries = []
@@ -74,10 +83,12 @@ def entries_of(pushed: Sequence[tuple[BuiltImage, Reference]]) -> list[CacheEntr
 
 
 def record_pushed(config: ProjectConfig, pushed: Sequence[tuple[BuiltImage, Reference]], registries: Registries,
-                  warn: Callable[[str], None]) -> int:
-    """Update the project's cache with the layers of the images just pushed; returns its entry count."""
+                  warn: Callable[[str], None], read: RemoteLayers | None = None) -> int:
+    """Update the project's cache with the layers of the images just pushed (merged with what it had:
+    as ``read`` read it, else read now); returns its entry count."""
     ref = cache_reference(config)
     entries = entries_of(pushed)
     if ref is None or not entries:
         return 0
-    return write_index(ref, entries, registries, warn)
+    previous = read.indexes.get(str(ref)) if read is not None else None
+    return write_index(ref, entries, registries, warn, previous)

@@ -27,6 +27,7 @@ from lamina.config import ProjectConfig, find_config, load_config
 from lamina.errors import ConfigError, UsageError
 from lamina.family import Family, Product
 from lamina.lock import Lock
+from lamina.oci.cache import RemoteLayers
 from lamina.oci.model import Platform
 from lamina.oci.reference import Reference
 from lamina.oci.registry.credentials import Credential
@@ -86,7 +87,7 @@ class Session:
 
     def family(self, *, tag: str | None = None, format: str | None = None, compression: str | None = None,
                pushing: bool = False, locked: bool = False, update: Sequence[str] = (),
-               platforms: Sequence[Platform] = ()) -> Family:
+               platforms: Sequence[Platform] = (), remote: RemoteLayers | None = None) -> Family:
         """The image family of this project, with ``format``/``compression`` overriding the config's."""
         options = BuildOptions(
             format=format or self.config.format,
@@ -96,7 +97,7 @@ class Session:
             version=self.config.version,
         )
         return Family(self.config, self.store, self.registries, options, tag or self.tag,
-                      pushing=pushing, locked=locked, update=update, platforms=platforms)
+                      pushing=pushing, locked=locked, update=update, platforms=platforms, remote=remote)
 
     def images(self, names: Sequence[str] = ()) -> list[str]:
         """``names`` checked against the config, or every image when empty."""

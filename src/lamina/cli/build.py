@@ -17,6 +17,7 @@ from lamina.cli.options import (
     open_session,
     platforms_arg,
 )
+from lamina.cache import pushed_images, record_pushed, remote_layers
 from lamina.errors import ServiceCheckFailed
 from lamina.publish import Output, push, write_output
 from lamina.summary import build_summary
@@ -55,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-check", action="store_true", help="do not run `lamina check` on the services")
     p.add_argument("--locked", action="store_true",
                    help="fail if lamina.lock is missing or stale instead of resolving (and never write it)")
+    p.add_argument("--no-remote-cache", action="store_true",
+                   help="do not read or update the layer cache in the registry (docs/cache.md): build every layer "
+                        "the store lacks")
     add_json(p, "a summary (digests, layers, pushes)")
     add_registry(p)
     p.set_defaults(func=run)
@@ -69,9 +73,12 @@ def run(args: argparse.Namespace) -> int:
         out = None
         if args.output or not args.push:  # a push alone needs no local copy (nor the base's layers)
             out = Output.parse(args.output or config.output, Path.cwd() if args.output else config.root)
+        remote = None if args.no_remote_cache else remote_layers(
+            config, session.registries, store, pushing=args.push, fetch=out is not None, warn=output.warn)
         with store.shared_lock():
             family = session.family(tag=tag, format=args.format, compression=args.compression,
-                                    pushing=args.push, locked=args.locked, platforms=platforms_arg(args.platform))
+                                    pushing=args.push, locked=args.locked, platforms=platforms_arg(args.platform),
+                                    remote=remote)
             built = output.run_family(family, names)
             named = session.named(family.products(built), tag)
             output.print_built(built)
@@ -97,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
                                    on_blob=lambda d, outcome: update(f"pushing: {outcome} {d[:19]}"))
                 for report in reports:
                     output.print_push(report)
+                if not args.no_remote_cache:
+                    record_pushed(config, pushed_images(built, targets), session.registries, output.warn, remote)
     if args.json:
-        output.print_json(build_summary(built, out, reports))
+        output.print_json(build_summary(built, out, reports, remote))
     return 0

@@ -117,6 +117,8 @@ class RemoteLayers:
         self.warn = warn or (lambda text: None)
         self._lock = threading.RLock()
         self._entries: dict[str, CacheEntry] | None = None
+        #: Each reference's index as read (for the push that updates it).
+        self.indexes: dict[str, dict[str, CacheEntry]] = {}
         self._verdicts: dict[str, RemoteLayer | None] = {}
         self._pairs: dict[tuple[str, str], dict[str, tuple[str, int]] | None] = {}
         self.hits = 0
@@ -130,7 +132,8 @@ class RemoteLayers:
             if self._entries is None:
                 self._entries = {}
                 for ref in self.refs:
-                    for key, entry in read_index(ref, self.registries, self.warn).items():
+                    self.indexes[str(ref)] = read_index(ref, self.registries, self.warn)
+                    for key, entry in self.indexes[str(ref)].items():
                         if entry.repository not in self.trusted:
                             continue  # only the project's repositories and configured caches are believed
                         self._entries.setdefault(key, entry)
@@ -292,11 +295,14 @@ def index_document(new: Iterable[CacheEntry], previous: Mapping[str, CacheEntry]
                       separators=(",", ":"), sort_keys=True).encode()
 
 
-def write_index(ref: Reference, entries: Iterable[CacheEntry], registries: object, warn: Warn) -> int:
-    """Record ``entries`` (merged with what the index has) at ``ref``; returns how many it holds.
-    A cache is an optimisation: a failure to write it is a warning, never a failed build."""
+def write_index(ref: Reference, entries: Iterable[CacheEntry], registries: object, warn: Warn,
+                previous: Mapping[str, CacheEntry] | None = None) -> int:
+    """Record ``entries`` (merged with ``previous``, what the index had, read now if not given) at
+    ``ref``; returns how many it holds. A cache is an optimisation: a failure to write it is a warning,
+    never a failed build."""
     client = registries.client(ref.registry)  # type: ignore[attr-defined]
-    previous = read_index(ref, registries, warn)
+    if previous is None:
+        previous = read_index(ref, registries, warn)
     data = index_document(entries, previous)
     blob = Document(data, INDEX_MEDIA_TYPE)
     manifest = Document.of({

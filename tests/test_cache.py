@@ -1,0 +1,178 @@
+"""The registry as the family's layer cache (docs/cache.md): two stores, one loopback registry.
+
+Store A builds and pushes; store B, empty, builds after a change and reuses from the registry every
+layer whose inputs did not change, without building or downloading it; the digests are the ones store
+A computes for the same change. Poisoned or untrusted entries are not used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers import LOOPBACK, blob, run_lamina
+from projects import make_hello_project
+from registry_servers import unique_repo
+
+pytestmark = pytest.mark.registry
+
+
+def build(root: Path, store: Path, *args: str, check: bool = True):
+    return run_lamina("build", "--json", *args, cwd=root, check=check,
+                      env={"LAMINA_STORE": str(store), "NO_PROXY": LOOPBACK})
+
+
+def summary_of(result) -> dict:
+    return json.loads(result.stdout)
+
+
+def push_args(registry, owner: str) -> tuple[str, ...]:
+    return ("--push", "--registry", registry.host, "--owner", owner)
+
+
+def built_layers(summary: dict) -> int:
+    return sum(i["built_layers"] for i in summary["images"])
+
+
+def digests(summary: dict) -> dict[str, str]:
+    return {i["name"]: i["digest"] for i in summary["images"]}
+
+
+def registry_layers(registry, summary: dict) -> set[str]:
+    """The layer digests of every image a summary says was pushed, as the registry has them."""
+    from lamina.oci.registry.client import RegistryClient
+
+    layers = set()
+    with RegistryClient(registry.host) as client:
+        for p in summary["pushed"]:
+            repo = p["target"].split("/", 1)[1].rsplit(":", 1)[0]
+            manifest = json.loads(client.get_manifest(repo, p["digest"]).data)
+            layers |= {layer["digest"] for layer in manifest["layers"]}
+    return layers
+
+
+def change_app(root: Path) -> None:
+    (root / "app" / "message.txt").write_text("version 2\n")
+
+
+@pytest.fixture
+def pushed(tmp_path, registry):
+    """Store A has built and pushed the hello family; returns (project, owner, its summary)."""
+    root = tmp_path / "a" / "project"
+    root.mkdir(parents=True)
+    make_hello_project(root)
+    owner = unique_repo("cache")
+    summary = summary_of(build(root, tmp_path / "store-a", *push_args(registry, owner)))
+    return root, owner, summary
+
+
+def fresh_copy(tmp_path: Path, name: str) -> Path:
+    """The same project checked out elsewhere (other paths, times and inodes), with the app changed."""
+    root = tmp_path / name / "project"
+    root.mkdir(parents=True)
+    make_hello_project(root)
+    change_app(root)
+    return root
+
+
+def expected_after_change(tmp_path: Path, pushed_root: Path, registry, owner: str) -> dict[str, str]:
+    """The digests store A computes for the same change (built there, not pushed: no cache is read)."""
+    change_app(pushed_root)
+    summary = summary_of(build(pushed_root, tmp_path / "store-a", "--registry", registry.host, "--owner", owner,
+                               "--output", "oci:build/after"))
+    assert summary["cache"] is None
+    return digests(summary)
+
+
+def test_an_empty_store_builds_only_the_changed_layer_and_downloads_none(tmp_path, registry, pushed):
+    root_a, owner, first = pushed
+    assert built_layers(first) == 2  # the busybox root and the app
+    root_b = fresh_copy(tmp_path, "b")
+    mark = registry.mark()
+    result = build(root_b, tmp_path / "store-b", *push_args(registry, owner))
+    summary = summary_of(result)
+    assert built_layers(summary) == 1, summary
+    assert summary["cache"]["hits"] == 1 and summary["cache"]["rejected"] == []
+    requests = registry.requests(mark)
+    blob_gets = {r.path.rsplit("/", 1)[1] for r in requests if r.method == "GET" and "/blobs/" in r.path}
+    assert blob_gets, "the cache index and the configs that vouch for its entries are read"
+    assert not blob_gets & registry_layers(registry, first)  # no layer of store A's images was downloaded
+    assert digests(summary) == expected_after_change(tmp_path, root_a, registry, owner)
+    assert "warning" not in result.stderr
+
+
+def test_a_poisoned_entry_is_detected_and_the_layer_built_here(tmp_path, registry, pushed):
+    from lamina.oci.cache import read_index, write_index
+    from lamina.oci.reference import Reference
+    from lamina.oci.remote import Registries
+
+    root_a, owner, first = pushed
+    root_b = fresh_copy(tmp_path, "b")
+    root_c = fresh_copy(tmp_path, "c")
+    build(root_b, tmp_path / "store-b", *push_args(registry, owner))  # the cache now knows the changed app layer
+    ref = Reference.parse(f"{registry.host}/{owner}/lamina-cache:layers")
+    registries = Registries()
+    try:
+        entries = read_index(ref, registries, print)
+        busybox = next(e for e in entries.values() if e.repository.endswith("/busybox"))
+        app = next(e for e in entries.values() if e.repository.endswith("/hello") and e.digest != busybox.digest)
+        # the app's key now points at the busybox blob: other content, under the app layer's diff_id
+        poisoned = dataclasses.replace(app, digest=busybox.digest, size=busybox.size)
+        write_index(ref, [poisoned], registries, print, previous=entries)
+    finally:
+        registries.close()
+    result = build(root_c, tmp_path / "store-c", *push_args(registry, owner))
+    summary = summary_of(result)
+    assert "warning:" in result.stderr and "ignored, the layer is built here" in result.stderr
+    assert summary["cache"]["rejected"] == [busybox.digest]
+    assert built_layers(summary) == 1  # the app layer, built locally; busybox still from the cache
+    assert digests(summary) == expected_after_change(tmp_path, root_a, registry, owner)
+
+
+def test_a_layout_output_downloads_the_cached_layers_verified(tmp_path, registry, pushed):
+    root_a, owner, _ = pushed
+    root_b = fresh_copy(tmp_path, "b")
+    cache = f'cache = "{registry.host}/{owner}/lamina-cache:layers"'
+    toml = root_b / "lamina.toml"
+    toml.write_text(toml.read_text().replace("[project]\n", f"[project]\nregistry = \"{registry.host}\"\n"
+                                                           f"owner = \"{owner}\"\n{cache}\n"))
+    summary = summary_of(build(root_b, tmp_path / "store-b", "--output", "oci:build/oci"))
+    assert built_layers(summary) == 1 and summary["cache"]["hits"] == 1
+    layout = root_b / "build" / "oci"
+    index = json.loads((layout / "index.json").read_text())
+    for entry in index["manifests"]:
+        manifest = json.loads(blob(layout, entry["digest"]))
+        for layer in manifest["layers"]:
+            assert (layout / "blobs" / "sha256" / layer["digest"].split(":")[1]).is_file()
+    assert digests(summary) == expected_after_change(tmp_path, root_a, registry, owner)
+
+
+def test_no_remote_cache_builds_everything(tmp_path, registry, pushed):
+    _, owner, _ = pushed
+    root_b = fresh_copy(tmp_path, "b")
+    mark = registry.mark()
+    summary = summary_of(build(root_b, tmp_path / "store-b", *push_args(registry, owner), "--no-remote-cache"))
+    assert built_layers(summary) == 2 and summary["cache"] is None
+    assert not [r for r in registry.requests(mark) if "/lamina-cache/" in r.path]
+
+
+def test_entries_pointing_outside_the_project_are_not_trusted(tmp_path, registry, pushed):
+    from lamina.oci.cache import read_index, write_index
+    from lamina.oci.reference import Reference
+    from lamina.oci.remote import Registries
+
+    _, owner, _ = pushed
+    ref = Reference.parse(f"{registry.host}/{owner}/lamina-cache:layers")
+    registries = Registries()
+    try:
+        entries = read_index(ref, registries, print)
+        moved = [dataclasses.replace(e, repository=f"{registry.host}/someone-else/busybox") for e in entries.values()]
+        write_index(ref, moved, registries, print, previous={})
+    finally:
+        registries.close()
+    root_b = fresh_copy(tmp_path, "b")
+    summary = summary_of(build(root_b, tmp_path / "store-b", *push_args(registry, owner)))
+    assert summary["cache"]["hits"] == 0 and built_layers(summary) == 2

@@ -105,7 +105,7 @@ def test_an_empty_store_builds_only_the_changed_layer_and_downloads_none(tmp_pat
 
 
 def test_a_poisoned_entry_is_detected_and_the_layer_built_here(tmp_path, registry, pushed):
-    from lamina.oci.cache import read_index, write_index
+    from lamina.oci.cache import CacheIndex, read_index, write_index
     from lamina.oci.reference import Reference
     from lamina.oci.remote import Registries
 
@@ -116,12 +116,12 @@ def test_a_poisoned_entry_is_detected_and_the_layer_built_here(tmp_path, registr
     ref = Reference.parse(f"{registry.host}/{owner}/lamina-cache:layers")
     registries = Registries()
     try:
-        entries = read_index(ref, registries, print)
+        entries = read_index(ref, registries, print).layers
         busybox = next(e for e in entries.values() if e.repository.endswith("/busybox"))
         app = next(e for e in entries.values() if e.repository.endswith("/hello") and e.digest != busybox.digest)
         # the app's key now points at the busybox blob: other content, under the app layer's diff_id
         poisoned = dataclasses.replace(app, digest=busybox.digest, size=busybox.size)
-        write_index(ref, [poisoned], registries, print, previous=entries)
+        write_index(ref, [poisoned], registries, print, previous=CacheIndex(entries))
     finally:
         registries.close()
     result = build(root_c, tmp_path / "store-c", *push_args(registry, owner))
@@ -160,7 +160,7 @@ def test_no_remote_cache_builds_everything(tmp_path, registry, pushed):
 
 
 def test_entries_pointing_outside_the_project_are_not_trusted(tmp_path, registry, pushed):
-    from lamina.oci.cache import read_index, write_index
+    from lamina.oci.cache import CacheIndex, read_index, write_index
     from lamina.oci.reference import Reference
     from lamina.oci.remote import Registries
 
@@ -168,11 +168,53 @@ def test_entries_pointing_outside_the_project_are_not_trusted(tmp_path, registry
     ref = Reference.parse(f"{registry.host}/{owner}/lamina-cache:layers")
     registries = Registries()
     try:
-        entries = read_index(ref, registries, print)
+        entries = read_index(ref, registries, print).layers
         moved = [dataclasses.replace(e, repository=f"{registry.host}/someone-else/busybox") for e in entries.values()]
-        write_index(ref, moved, registries, print, previous={})
+        write_index(ref, moved, registries, print, previous=CacheIndex())
     finally:
         registries.close()
     root_b = fresh_copy(tmp_path, "b")
     summary = summary_of(build(root_b, tmp_path / "store-b", *push_args(registry, owner)))
     assert summary["cache"]["hits"] == 0 and built_layers(summary) == 2
+
+
+# -- the seed's family: store A pushes it, store B (empty) rebuilds it after one app change ----------------
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_fresh_store_rebuilds_the_family_after_one_app_change_building_one_layer(tmp_path, registry):
+    from conftest import archives_unreachable
+    from helpers import copy_example
+
+    if (problem := archives_unreachable()) is not None:
+        pytest.skip(f"the Debian archive or PyPI cannot be reached ({problem})")
+    owner = unique_repo("harkon")
+    root_a = copy_example(tmp_path / "a" / "tax-agent")
+    first = summary_of(build(root_a, tmp_path / "store-a", "--locked", *push_args(registry, owner)))
+    assert first["cache"]["hits"] == 0
+
+    def change(root: Path) -> None:
+        main = root / "apps" / "svc_forms" / "main.py"
+        main.write_text(main.read_text().replace("Form {{ number }}", "Tax form {{ number }}"))
+
+    root_b = copy_example(tmp_path / "b" / "tax-agent")
+    change(root_b)
+    mark = registry.mark()
+    result = build(root_b, tmp_path / "store-b", "--locked", *push_args(registry, owner))
+    summary = summary_of(result)
+    assert built_layers(summary) == 1, [(i["name"], i["built_layers"]) for i in summary["images"]]
+    assert next(i for i in summary["images"] if i["name"] == "svc-forms")["built_layers"] == 1
+    assert sum(i["downloaded_bytes"] for i in summary["images"]) == 0  # no .deb, no wheel
+    requests = registry.requests(mark)
+    blob_gets = {r.path.rsplit("/", 1)[1] for r in requests if r.method == "GET" and "/blobs/" in r.path}
+    assert not blob_gets & registry_layers(registry, first)  # not one layer of the family was downloaded
+    uploads = [r for r in requests if r.method == "POST" and r.path.endswith("/blobs/uploads/") and not r.query]
+    assert len(uploads) == 2 + 1  # svc-forms' new layer and config; the new cache index
+    assert "warning" not in result.stderr, result.stderr
+
+    change(root_a)
+    expected = summary_of(build(root_a, tmp_path / "store-a", "--locked", "--registry", registry.host,
+                                "--owner", owner, "--output", "oci:build/after"))
+    assert digests(summary) == digests(expected)
+    assert {p["digest"] for p in summary["pushed"]} == set(digests(expected).values())

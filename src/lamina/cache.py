@@ -25,6 +25,8 @@ from lamina.oci.reference import Reference
 from lamina.oci.remote import Registries
 from lamina.oci.store import BlobStore
 from lamina.publish import Named
+from lamina.python.check import MODULES_KIND
+from lamina.python.image import PythonState
 
 
 def cache_reference(config: ProjectConfig) -> Reference | None:
@@ -82,8 +84,27 @@ def entries_of(pushed: Sequence[tuple[BuiltImage, Reference]]) -> list[CacheEntr
     return entries
 
 
-def record_pushed(config: ProjectConfig, pushed: Sequence[tuple[BuiltImage, Reference]], registries: Registries,
-                  warn: Callable[[str], None], read: RemoteLayers | None = None) -> int:
+def records_of(pushed: Sequence[tuple[BuiltImage, Reference]], store: BlobStore) -> dict[str, dict[str, dict]]:
+    """The store's records a build that reuses these images' layers needs and cannot make without their
+    inputs: the modules each installed wheel provides (``lamina check`` reads them)."""
+    modules: dict[str, dict] = {}
+    for built, _ in pushed:
+        state = built.states.get("python")
+        if not isinstance(state, PythonState):
+            continue
+        for dist in state.dists.values():
+            if dist.sha256 not in modules and (record := store.get_key(MODULES_KIND, dist.sha256)) is not None:
+                modules[dist.sha256] = record
+    return {MODULES_KIND: modules} if modules else {}
+
+
+def seed_records(remote: RemoteLayers) -> int:
+    """Copy what the caches know of the wheels' modules into the store (before ``lamina check``)."""
+    return remote.seed_records([MODULES_KIND])
+
+
+def record_pushed(config: ProjectConfig, pushed: Sequence[tuple[BuiltImage, Reference]], store: BlobStore,
+                  registries: Registries, warn: Callable[[str], None], read: RemoteLayers | None = None) -> int:
     """Update the project's cache with the layers of the images just pushed (merged with what it had:
     as ``read`` read it, else read now); returns its entry count."""
     ref = cache_reference(config)
@@ -91,4 +112,4 @@ def record_pushed(config: ProjectConfig, pushed: Sequence[tuple[BuiltImage, Refe
     if ref is None or not entries:
         return 0
     previous = read.indexes.get(str(ref)) if read is not None else None
-    return write_index(ref, entries, registries, warn, previous)
+    return write_index(ref, entries, registries, warn, previous, records_of(pushed, store))

@@ -17,7 +17,7 @@ from lamina.cli.options import (
     open_session,
     platforms_arg,
 )
-from lamina.cache import pushed_images, record_pushed, remote_layers
+from lamina.cache import pushed_images, record_pushed, remote_layers, seed_records
 from lamina.errors import ServiceCheckFailed
 from lamina.publish import Output, push, write_output
 from lamina.summary import build_summary
@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
                                     remote=remote)
             built = output.run_family(family, names)
             named = session.named(family.products(built), tag)
+            if remote is not None and not args.no_check:
+                seed_records(remote)  # what the reused layers' wheels provide, for the check
             output.print_built(built)
             findings = family.conflicts if args.no_check else family.check(built)
             output.print_findings(findings)
@@ -105,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
                 for report in reports:
                     output.print_push(report)
                 if not args.no_remote_cache:
-                    record_pushed(config, pushed_images(built, targets), session.registries, output.warn, remote)
+                    record_pushed(config, pushed_images(built, targets), store, session.registries, output.warn,
+                                  remote)
     if args.json:
         output.print_json(build_summary(built, out, reports, remote))
     return 0

@@ -28,7 +28,8 @@ import io
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from lamina.errors import LaminaError
 from lamina.oci import mediatypes as mt
@@ -82,6 +83,16 @@ class CacheEntry:
                    {str(k): str(v) for k, v in elf.items()} if isinstance(elf, dict) else None)
 
 
+@dataclass
+class CacheIndex:
+    """What one cache reference holds: layer entries by key, and small records by kind and key (facts
+    derived from content addressed by its digest, e.g. the modules a wheel provides, so that a build
+    that reuses layers need not fetch what they were made from to check them)."""
+
+    layers: dict[str, CacheEntry] = field(default_factory=dict)
+    records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class RemoteLayer:
     """A layer found in the cache: its blob, and the repository (``host/repo``) it can come from
@@ -118,7 +129,7 @@ class RemoteLayers:
         self._lock = threading.RLock()
         self._entries: dict[str, CacheEntry] | None = None
         #: Each reference's index as read (for the push that updates it).
-        self.indexes: dict[str, dict[str, CacheEntry]] = {}
+        self.indexes: dict[str, CacheIndex] = {}
         self._verdicts: dict[str, RemoteLayer | None] = {}
         self._pairs: dict[tuple[str, str], dict[str, tuple[str, int]] | None] = {}
         self.hits = 0
@@ -133,11 +144,23 @@ class RemoteLayers:
                 self._entries = {}
                 for ref in self.refs:
                     self.indexes[str(ref)] = read_index(ref, self.registries, self.warn)
-                    for key, entry in self.indexes[str(ref)].items():
+                    for key, entry in self.indexes[str(ref)].layers.items():
                         if entry.repository not in self.trusted:
                             continue  # only the project's repositories and configured caches are believed
                         self._entries.setdefault(key, entry)
             return self._entries
+
+    def seed_records(self, kinds: Iterable[str]) -> int:
+        """Copy the caches' records of ``kinds`` the store lacks into it; returns how many."""
+        self.entries()
+        added = 0
+        for index in self.indexes.values():
+            for kind in kinds:
+                for key, record in index.records.get(kind, {}).items():
+                    if self.store.get_key(kind, key) is None:
+                        self.store.put_key(kind, key, record)
+                        added += 1
+        return added
 
     def find(self, key: str, media_type: str) -> RemoteLayer | None:
         """The layer the cache has for ``key`` (the hex of a full input key), checked; None if it has
@@ -256,54 +279,67 @@ class _Null:
         return len(data)
 
 
-def read_index(ref: Reference, registries: object, warn: Warn) -> dict[str, CacheEntry]:
-    """The entries of the cache index at ``ref`` (none when it does not exist yet or cannot be read:
-    a cache is never needed to build)."""
+def read_index(ref: Reference, registries: object, warn: Warn) -> CacheIndex:
+    """The cache index at ``ref`` (empty when it does not exist yet or cannot be read: a cache is never
+    needed to build)."""
     client = registries.client(ref.registry)  # type: ignore[attr-defined]
     try:
         if client.head_manifest(ref.repository, ref.identifier) is None:
-            return {}
+            return CacheIndex()
         manifest = json.loads(client.get_manifest(ref.repository, ref.identifier).data)
         if manifest.get("artifactType") != ARTIFACT_TYPE:
             warn(f"layer cache {ref} is not a lamina layer cache (artifactType {manifest.get('artifactType')!r})")
-            return {}
+            return CacheIndex()
         desc = next(Descriptor.from_json(d) for d in manifest["layers"] if d["mediaType"] == INDEX_MEDIA_TYPE)
         sink = io.BytesIO()
         client.fetch_blob(ref.repository, desc.digest, sink)
         data = json.loads(sink.getvalue())
-        return {key: CacheEntry.from_json(key, obj) for key, obj in data.get("layers", {}).items()}
-    except (LaminaError, ValueError, KeyError, TypeError, StopIteration) as exc:
+        layers = {key: CacheEntry.from_json(key, obj) for key, obj in data.get("layers", {}).items()}
+        records = {str(kind): {str(k): dict(v) for k, v in by_key.items()}
+                   for kind, by_key in data.get("records", {}).items()}
+        return CacheIndex(layers, records)
+    except (LaminaError, ValueError, KeyError, TypeError, AttributeError, StopIteration) as exc:
         warn(f"layer cache {ref} unreadable, building without it ({exc})")
-        return {}
+        return CacheIndex()
 
 
 # -- writing ------------------------------------------------------------------------------------------
 
 
-def index_document(new: Iterable[CacheEntry], previous: Mapping[str, CacheEntry]) -> bytes:
+def index_document(new: Iterable[CacheEntry], previous: CacheIndex,
+                   records: Mapping[str, Mapping[str, dict[str, Any]]] | None = None) -> bytes:
     """The index after a push: this push's entries first, then the previous ones, at most
-    :data:`MAX_ENTRIES`; serialized deterministically."""
+    :data:`MAX_ENTRIES` (records likewise, per kind); serialized deterministically."""
     merged: dict[str, CacheEntry] = {}
     for entry in new:
         merged.setdefault(entry.key, entry)
-    for key, entry in previous.items():
+    for key, entry in previous.layers.items():
         if len(merged) >= MAX_ENTRIES:
             break
         merged.setdefault(key, entry)
-    order = list(merged)
-    return json.dumps({"version": 1, "order": order, "layers": {k: merged[k].to_json() for k in sorted(merged)}},
-                      separators=(",", ":"), sort_keys=True).encode()
+    kinds: dict[str, dict[str, dict[str, Any]]] = {}
+    for kind in sorted({*previous.records, *(records or {})}):
+        by_key = dict((records or {}).get(kind, {}))
+        for key, record in previous.records.get(kind, {}).items():
+            if len(by_key) >= MAX_ENTRIES * 4:
+                break
+            by_key.setdefault(key, record)
+        kinds[kind] = by_key
+    # newest first (what a full index drops first is what was pushed longest ago)
+    return json.dumps({"version": 1, "layers": {k: merged[k].to_json() for k in merged}, "records": kinds},
+                      separators=(",", ":")).encode()
 
 
 def write_index(ref: Reference, entries: Iterable[CacheEntry], registries: object, warn: Warn,
-                previous: Mapping[str, CacheEntry] | None = None) -> int:
-    """Record ``entries`` (merged with ``previous``, what the index had, read now if not given) at
-    ``ref``; returns how many it holds. A cache is an optimisation: a failure to write it is a warning,
-    never a failed build."""
+                previous: CacheIndex | None = None,
+                records: Mapping[str, Mapping[str, dict[str, Any]]] | None = None) -> int:
+    """Record ``entries`` and ``records`` (merged with ``previous``, what the index had, read now if not
+    given) at ``ref``; returns how many layers it holds. A cache is an optimisation: a failure to write
+    it is a warning, never a failed build."""
     client = registries.client(ref.registry)  # type: ignore[attr-defined]
     if previous is None:
         previous = read_index(ref, registries, warn)
-    data = index_document(entries, previous)
+    data = index_document(entries, previous, records)
     blob = Document(data, INDEX_MEDIA_TYPE)
     manifest = Document.of({
         "schemaVersion": 2,

@@ -144,3 +144,24 @@ def store(tmp_path):
     from lamina.oci.store import BlobStore
 
     return BlobStore(tmp_path / "store")
+
+
+# -- slow end-to-end tests: run in CI (CI=true) or with --slow; skipped, saying so, otherwise -----------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", help="also run the slow end-to-end tests (CI always does)")
+
+
+def run_slow(config: pytest.Config) -> bool:
+    return bool(config.getoption("--slow")) or os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if run_slow(config):
+        return
+    skip = pytest.mark.skip(reason="slow end-to-end test: run with --slow (CI runs it)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -55,7 +55,7 @@ class FilesStep:
         path = copy.src.as_posix()
         if self.project_root and path.startswith(self.project_root.rstrip("/") + "/"):
             path = path[len(self.project_root.rstrip("/")) + 1:]
-        return Component("files", f"{spec.name} {path} → {copy.dest}", filename=path, origin=spec.name)
+        return Component("files", f"copy {path} → {copy.dest}", filename=path, origin=spec.name)
 
     def close(self) -> None:
         pass

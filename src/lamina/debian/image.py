@@ -247,7 +247,7 @@ class Debian:
         index, releases = self.index(before.release, before.arch)
         self.on_status(f"resolving {len(want['requested'])} packages for {spec.name} ({before.arch})")
         result = resolve(want["requested"], index, before.installed, release=before.release)
-        packages = [LockedPackage(c.name, c.version, c.arch, c.sha256, c.size, c.filename, c.suite, c.provides)
+        packages = [LockedPackage(c.name, c.version, c.arch, c.sha256, c.size, c.filename, c.suite, c.provides, c.source)
                     for c in result.packages]
         return {
             "release": want["release"],

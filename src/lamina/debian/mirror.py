@@ -20,7 +20,6 @@ from lamina.oci.store import BlobStore
 DEFAULT_MIRROR = "https://deb.debian.org/debian"
 DEFAULT_SECURITY_MIRROR = "https://deb.debian.org/debian-security"
 KNOWN_RELEASES = ("buster", "bullseye", "bookworm", "trixie", "forky", "duke", "sid")
-EXTRA_SUITES = ("updates", "security")
 PARALLEL_DOWNLOADS = 6
 
 #: OCI architecture → Debian architecture.
@@ -63,8 +62,6 @@ class Suite:
     def dist_url(self, path: str) -> str:
         return f"{self.url.rstrip('/')}/dists/{self.name}/{path}"
 
-    def pool_url(self, filename: str) -> str:
-        return f"{self.url.rstrip('/')}/{filename}"
 
 
 def suites_for(release: str, mirror: str, security_mirror: str, extra: Sequence[str] = ()) -> list[Suite]:

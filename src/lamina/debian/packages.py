@@ -17,12 +17,12 @@ from lamina.debian.release import COMPONENT, Release
 from lamina.errors import DigestMismatchError
 from lamina.oci.store import BlobStore
 
-INDEX_FORMAT = "1"  # bump when the cached index's shape changes
+INDEX_FORMAT = "2"  # bump when the cached index's shape changes
 INDEX_KIND = "debian-index"
 
 #: Fields kept from a ``Packages`` paragraph (in this order in the cached index).
 INDEX_FIELDS = ("Package", "Version", "Architecture", "Pre-Depends", "Depends", "Provides", "Priority",
-                "Filename", "SHA256", "Size")
+                "Filename", "SHA256", "Size", "Source")
 
 Progress = Callable[[str], None]
 
@@ -42,16 +42,14 @@ class Candidate:
     sha256: str
     size: int
     suite: str
-
-    def to_row(self) -> list[object]:
-        return [self.name, self.version, self.arch, self.pre_depends, self.depends, self.provides,
-                self.priority, self.filename, self.sha256, self.size]
+    #: The source package (Debian's ``Source``, without a version): the binary's own name when it has none.
+    source: str = ""
 
     @classmethod
     def from_row(cls, row: Sequence[object], suite: str) -> Candidate:
-        name, version, arch, pre, dep, prov, prio, filename, sha, size = row
+        name, version, arch, pre, dep, prov, prio, filename, sha, size, source = row
         return cls(str(name), str(version), str(arch), str(pre), str(dep), str(prov), str(prio), str(filename),
-                   str(sha), int(size), suite)  # type: ignore[call-overload]
+                   str(sha), int(size), suite, str(source) or str(name))  # type: ignore[call-overload]
 
 
 def candidates(mirror: Mirror, store: BlobStore, releases: Sequence[Release], arch: str,
@@ -143,5 +141,6 @@ def parse_packages(text: str) -> list[list[object]]:
             continue
         rows.append([para["Package"], para["Version"], para.get("Architecture", ""), para.get("Pre-Depends", ""),
                      para.get("Depends", ""), para.get("Provides", ""), para.get("Priority", "optional"),
-                     para["Filename"], para["SHA256"], int(para.get("Size", 0))])
+                     para["Filename"], para["SHA256"], int(para.get("Size", 0)),
+                     para.get("Source", "").split(" ", 1)[0]])
     return rows

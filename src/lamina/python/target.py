@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lamina.errors import LaminaError
-from lamina.oci.model import Platform
+from lamina.oci.model import Platform, env_of
 
 VENV = "/opt/venv"
 DEFAULT_MANYLINUX = "manylinux_2_28"
@@ -68,7 +68,7 @@ def target_from_config(config: Mapping[str, Any], platform: Platform, *, interpr
     ``LAMINA_PYTHON`` (written by lamina's Debian bases) names the interpreter; the official
     ``python:*`` images put theirs in ``/usr/local/bin``.
     """
-    env = dict(e.split("=", 1) for e in (config.get("config", {}).get("Env") or []) if "=" in e)
+    env = env_of(config.get("config", {}))
     version = env.get("PYTHON_VERSION")
     if not version or not re.fullmatch(r"3\.\d+(\.\d+)?\S*", version):
         raise LaminaError(

@@ -18,7 +18,9 @@ from lamina.cli.options import (
     platforms_arg,
 )
 from lamina.cache import pushed_images, record_pushed, remote_layers, seed_records
+from lamina.config import find_config
 from lamina.errors import ServiceCheckFailed
+from lamina.onhost import Host, SendReport, build_there, remote_argv
 from lamina.publish import Output, push, write_output
 from lamina.summary import build_summary
 
@@ -41,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             ("lamina build --locked --json", "CI: exactly what lamina.lock says; digests as JSON on stdout"),
             ("lamina build --push --registry 127.0.0.1:5000 --owner me", "push, uploading only missing blobs"),
             ('echo "$TOKEN" | lamina build --push --username me --password-stdin', "with a credential"),
+            ("lamina build base-ml --push --on ssh://deploy@build-host", "build and push on a machine next to the registry"),
         ),
     )
     p.add_argument("images", nargs="*", metavar="IMAGE", help="images to build (default: all)")
@@ -61,10 +64,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the store lacks")
     add_json(p, "a summary (digests, layers, pushes)")
     add_registry(p)
+    on = p.add_argument_group("building on another machine (docs/cache.md)")
+    on.add_argument("--on", metavar="ssh://[USER@]HOST[:PORT][/DIR]",
+                    help="send the project (only files changed since the last send) to HOST with ssh and run this "
+                         "build there (lamina must be installed there); its output and exit status are ours. "
+                         "Credentials are the remote's own. Default DIR: ~/lamina-builds/<project folder>")
+    on.add_argument("--known-hosts", type=Path, metavar="FILE",
+                    help="the host keys to trust (default: ssh's known_hosts); an unknown key always fails")
+    on.add_argument("--identity", type=Path, metavar="FILE", help="the ssh private key to log in with")
+    on.add_argument("--remote-lamina", default="lamina", metavar="COMMAND",
+                    help="how to run lamina there (default: lamina on the PATH of a non-interactive ssh session)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.on:
+        return run_on(args)
     console = output.console
     with open_session(args) as session:
         config, store = session.config, session.store
@@ -112,3 +127,21 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         output.print_json(build_summary(built, out, reports, remote))
     return 0
+
+
+def run_on(args: argparse.Namespace) -> int:
+    """``--on ssh://...``: the same build, on that host."""
+    host = Host.parse(args.on)
+    config = (args.config.absolute() if args.config else find_config(Path.cwd()))
+    root = config.parent
+
+    def sent(report: SendReport) -> None:
+        what = f"{len(report.sent)} changed file(s)" + (f", {len(report.deleted)} deleted" if report.deleted else "")
+        output.console.print(f"sent {what} to {host} ({output.size(report.bytes)})")
+        if getattr(args, "verbose", False):
+            for path in report.sent:
+                output.console.print(f"  {path}")
+
+    argv = remote_argv(args.argv, root, config)
+    return build_there(host, root, argv, known_hosts=args.known_hosts, identity=args.identity,
+                       lamina=args.remote_lamina, on_sent=sent)

@@ -218,3 +218,57 @@ def test_fresh_store_rebuilds_the_family_after_one_app_change_building_one_layer
                                 "--owner", owner, "--output", "oci:build/after"))
     assert digests(summary) == digests(expected)
     assert {p["digest"] for p in summary["pushed"]} == set(digests(expected).values())
+
+
+# -- services on published bases (the seed's Step 2) --------------------------------------------------------
+
+
+def test_an_image_on_a_published_base_builds_only_its_own_layers(tmp_path, registry):
+    owner = unique_repo("step2")
+    root_a = tmp_path / "a" / "project"
+    root_a.mkdir(parents=True)
+    make_hello_project(root_a)
+    base = summary_of(build(root_a, tmp_path / "store-a", "busybox", *push_args(registry, owner)))
+    root_b = fresh_copy(tmp_path, "b")
+    mark = registry.mark()
+    summary = summary_of(build(root_b, tmp_path / "store-b", "hello", "--published-bases", *push_args(registry, owner)))
+    assert {i["name"]: i["built_layers"] for i in summary["images"]} == {"busybox": 0, "hello": 1}
+    assert [p["target"].rsplit("/", 1)[1] for p in summary["pushed"]] == ["hello:1.0"]  # the base is not pushed again
+    busybox = next(i for i in summary["images"] if i["name"] == "busybox")
+    assert busybox["digest"] == base["pushed"][0]["digest"]
+    requests = registry.requests(mark)
+    blob_gets = {r.path.rsplit("/", 1)[1] for r in requests if r.method == "GET" and "/blobs/" in r.path}
+    assert not blob_gets & registry_layers(registry, base)
+    assert [r for r in requests if r.method == "POST" and "mount=" in r.query]  # its layer mounted into hello
+
+
+def test_a_base_that_is_not_published_is_named_with_the_command_that_publishes_it(tmp_path, registry):
+    root = fresh_copy(tmp_path, "b")
+    owner = unique_repo("nobase")
+    result = build(root, tmp_path / "store", "hello", "--published-bases", *push_args(registry, owner), check=False)
+    assert result.returncode == 4
+    assert f"base image {registry.host}/{owner}/busybox:1.0 not found" in result.stderr
+    assert "lamina build busybox --push" in result.stderr
+    assert not (tmp_path / "store" / "keys" / "layer").exists() or not any((tmp_path / "store" / "keys" / "layer").iterdir())
+
+
+def test_a_base_changed_since_it_was_published_is_refused(tmp_path, registry, pushed):
+    _, owner, _ = pushed
+    root = fresh_copy(tmp_path, "b")
+    (root / "rootfs" / "etc").mkdir()
+    (root / "rootfs" / "etc" / "motd").write_text("changed\n")
+    result = build(root, tmp_path / "store", "hello", "--published-bases", *push_args(registry, owner), check=False)
+    assert result.returncode == 4
+    assert "'busybox' as lamina.toml and lamina.lock describe it is not what" in result.stderr
+
+
+def test_from_naming_an_unpublished_project_image_says_how_to_publish_it(tmp_path, registry):
+    owner = unique_repo("from")
+    root = tmp_path / "project"
+    root.mkdir()
+    make_hello_project(root, base=f"{registry.host}/{owner}/busybox:1.0",
+                       extra=f'registry = "{registry.host}"\nowner = "{owner}"')
+    result = build(root, tmp_path / "store", "hello", check=False)
+    assert result.returncode == 4
+    assert f"base image {registry.host}/{owner}/busybox:1.0 of 'hello' not found" in result.stderr
+    assert "the project's 'busybox': publish it first with `lamina build busybox --push`" in result.stderr

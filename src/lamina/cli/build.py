@@ -59,6 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-check", action="store_true", help="do not run `lamina check` on the services")
     p.add_argument("--locked", action="store_true",
                    help="fail if lamina.lock is missing or stale instead of resolving (and never write it)")
+    p.add_argument("--published-bases", action="store_true",
+                   help="take the project images the named ones are built on as published in the registry (the "
+                        "seed's Step 2): never built here, nothing of them downloaded, not pushed again; fails "
+                        "naming the reference when one is not there")
     p.add_argument("--no-remote-cache", action="store_true",
                    help="do not read or update the layer cache in the registry (docs/cache.md): build every layer "
                         "the store lacks")
@@ -89,11 +93,12 @@ def run(args: argparse.Namespace) -> int:
         if args.output or not args.push:  # a push alone needs no local copy (nor the base's layers)
             out = Output.parse(args.output or config.output, Path.cwd() if args.output else config.root)
         remote = None if args.no_remote_cache else remote_layers(
-            config, session.registries, store, pushing=args.push, fetch=out is not None, warn=output.warn)
+            config, session.registries, store, pushing=args.push or args.published_bases, fetch=out is not None,
+            warn=output.warn)
         with store.shared_lock():
             family = session.family(tag=tag, format=args.format, compression=args.compression,
                                     pushing=args.push, locked=args.locked, platforms=platforms_arg(args.platform),
-                                    remote=remote)
+                                    remote=remote, published_bases=args.published_bases)
             built = output.run_family(family, names)
             named = session.named(family.products(built), tag)
             if remote is not None and not args.no_check:
@@ -115,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
                 console.print(f"wrote {out} in {time.monotonic() - started:.2f}s{extra}")
             reports = []
             if args.push:
-                targets = session.targets(named)
+                targets = session.targets([n for n in named if not args.published_bases or n.name in names])
                 with output.status("pushing…") as update:
                     reports = push(targets, store, session.registries,
                                    on_blob=lambda d, outcome: update(f"pushing: {outcome} {d[:19]}"))

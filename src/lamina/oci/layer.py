@@ -119,6 +119,18 @@ def cached_layer(store: BlobStore, key: str, media_type: str, mtime: int,
     return found
 
 
+def available(store: BlobStore, spec: LayerSpec, media_type: str, mtime: int,
+              remote: RemoteLayers | None = None) -> bool:
+    """Whether the layer exists already (in the store, or in the registry cache, checked): a build would
+    neither make nor fetch it."""
+    if spec.key is not None:
+        return cached_layer(store, spec.key, media_type, mtime, remote) is not None
+    entries = list(spec.entries())
+    if cached_layer(store, "sig:" + signature(entries), media_type, mtime) is not None:
+        return True
+    return remote is not None and remote.find(_portable(spec, entries, media_type, mtime), media_type) is not None
+
+
 def _stored(store: BlobStore, record: dict | None, media_type: str) -> StoredLayer | None:
     if record is None:
         return None

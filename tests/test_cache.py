@@ -219,6 +219,20 @@ def test_fresh_store_rebuilds_the_family_after_one_app_change_building_one_layer
     assert digests(summary) == digests(expected)
     assert {p["digest"] for p in summary["pushed"]} == set(digests(expected).values())
 
+    # the seed's Step 2: an ML service built on the published base-ml, on a third machine
+    root_c = copy_example(tmp_path / "c" / "tax-agent")
+    main = root_c / "apps" / "svc_classifier" / "main.py"
+    main.write_text(main.read_text() + "\n# changed\n")
+    mark = registry.mark()
+    step2 = summary_of(build(root_c, tmp_path / "store-c", "svc-classifier", "--published-bases", "--locked",
+                             *push_args(registry, owner)))
+    assert {i["name"]: i["built_layers"] for i in step2["images"]} == {
+        "python": 0, "base-runtime": 0, "base-ml": 0, "svc-classifier": 1}
+    assert sum(i["downloaded_bytes"] for i in step2["images"]) == 0
+    assert [p["target"].rsplit("/", 1)[1] for p in step2["pushed"]] == ["svc-classifier:1.0.0"]
+    blob_gets = {r.path.rsplit("/", 1)[1] for r in registry.requests(mark) if r.method == "GET" and "/blobs/" in r.path}
+    assert not blob_gets & registry_layers(registry, first)
+
 
 # -- services on published bases (the seed's Step 2) --------------------------------------------------------
 
@@ -272,3 +286,46 @@ def test_from_naming_an_unpublished_project_image_says_how_to_publish_it(tmp_pat
     assert result.returncode == 4
     assert f"base image {registry.host}/{owner}/busybox:1.0 of 'hello' not found" in result.stderr
     assert "the project's 'busybox': publish it first with `lamina build busybox --push`" in result.stderr
+
+
+def test_a_blob_that_does_not_hold_the_promised_content_is_caught_when_downloaded(tmp_path, registry, pushed):
+    """An entry whose pairing is vouched for by a forged image (someone with push access) passes the
+    registry-side check; a build that downloads the blob decompresses it and refuses it."""
+    import io
+
+    from lamina.oci import mediatypes as mt
+    from lamina.oci.cache import CacheIndex, read_index, write_index
+    from lamina.oci.model import Descriptor, Document, build_manifest
+    from lamina.oci.reference import Reference
+    from lamina.oci.remote import Registries
+
+    root_a, owner, _ = pushed
+    root_b = fresh_copy(tmp_path, "b")
+    build(root_b, tmp_path / "store-b", *push_args(registry, owner))  # the cache knows the changed app layer
+    ref = Reference.parse(f"{registry.host}/{owner}/lamina-cache:layers")
+    registries = Registries()
+    try:
+        entries = read_index(ref, registries, print).layers
+        busybox = next(e for e in entries.values() if e.repository.endswith("/busybox"))
+        app = next(e for e in entries.values() if e.repository.endswith("/hello") and e.digest != busybox.digest)
+        client = registries.client(registry.host)
+        config = Document.of({"architecture": "amd64", "os": "linux",
+                              "rootfs": {"type": "layers", "diff_ids": [app.diff_id]}}, mt.OCI_CONFIG)
+        client.push_blobs(f"{owner}/busybox", [(config.digest, config.size, lambda: io.BytesIO(config.data))])
+        forged = build_manifest(config, [Descriptor(busybox.media_type, busybox.digest, busybox.size)])
+        client.put_manifest(f"{owner}/busybox", forged.digest, forged.data, forged.media_type)
+        poisoned = dataclasses.replace(app, digest=busybox.digest, size=busybox.size,
+                                       repository=busybox.repository, image=forged.digest)
+        write_index(ref, [poisoned], registries, print, previous=CacheIndex(entries))
+    finally:
+        registries.close()
+    root_c = fresh_copy(tmp_path, "c")
+    toml = root_c / "lamina.toml"
+    toml.write_text(toml.read_text().replace("[project]\n", f"[project]\nregistry = \"{registry.host}\"\n"
+                                                           f"owner = \"{owner}\"\ncache = \"{ref}\"\n"))
+    result = build(root_c, tmp_path / "store-c", "--output", "oci:build/oci")
+    summary = summary_of(result)
+    assert "decompresses to" in result.stderr and "not the promised" in result.stderr
+    assert summary["cache"]["rejected"] == [busybox.digest]
+    assert built_layers(summary) == 1
+    assert digests(summary) == expected_after_change(tmp_path, root_a, registry, owner)

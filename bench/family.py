@@ -18,6 +18,10 @@ Scenarios (each a whole-family build and push, timed as the median of N runs, wi
   ml     one ML library moved one version
   core   one base-runtime library moved one version
   noop   nothing changed
+  fresh-runner   a CI runner that starts empty: one line of one service changed, no local cache at all,
+         the registry holding the previous family (lamina: a new, empty store, reading the registry's layer
+         cache; buildah: empty storage with --cache-from/--cache-to a cache repository in its registry,
+         filled beforehand, untimed, by a build with --cache-to)
 
 Writes bench/results/family-PROFILE.md and .json. Nothing here is asserted: the numbers are for people.
 """
@@ -57,7 +61,7 @@ PROFILES = {
              ("libs/requirements-ml-full.txt", "nltk", ["3.9.4", "3.9.3", "3.9.2", "3.9.1", "3.8.1"]),
              ("libs/requirements-base-full.txt", "orjson", ["3.12.0", "3.11.9", "3.11.8", "3.11.7", "3.11.6"])),
 }
-SCENARIOS = ("cold", "app", "ml", "core", "noop")
+SCENARIOS = ("cold", "app", "ml", "core", "noop", "fresh-runner")
 PODMAN_LIKE = ["--storage-driver", "overlay"]
 # The peer's Dockerfiles run `python3 -m venv` and RUN steps: python3-venv and a /bin/sh (dash) in the base.
 PYTHON_BASE_PACKAGES = ["python3", "python3-venv", "dash", "ca-certificates", "tzdata", "libstdc++6"]
@@ -218,7 +222,7 @@ class Bench:
         self.use_registry("lamina")
         return self.lamina("build", "--config", self.config.name, "--locked", "--push", "--no-check", store=store)
 
-    def buildah_family(self, root: Path) -> Sample:
+    def buildah_family(self, root: Path, extra_flags: str = "") -> Sample:
         """The seed's method: the exported build scripts, bases first, then every service, each pushed."""
         self.use_registry("buildah")
         registry = self.registries["buildah"].host
@@ -228,7 +232,7 @@ class Bench:
         env = {
             "DOCKER": f"buildah --root {root / 'root'} --runroot {root / 'run'} {' '.join(PODMAN_LIKE)}",
             "BUILD_FLAGS": f"--layers --isolation chroot --network host --tls-verify=false "
-                           f"-v {self.wheelhouse}:/wheels:ro -v {pip_conf}:/etc/pip.conf:ro",
+                           f"-v {self.wheelhouse}:/wheels:ro -v {pip_conf}:/etc/pip.conf:ro {extra_flags}",
             "PUSH_FLAGS": "--tls-verify=false",
         }
         scripts = self.project / "infra" / "docker"
@@ -257,7 +261,7 @@ class Bench:
                     elif not cache.exists():
                         raise SystemExit(f"scenario {scenario} starts from the caches the cold scenario leaves")
                     before = blob_bytes(self.registries[tool])
-                    sample = builders[tool](cache)
+                    sample = self.fresh_runner(tool, n) if scenario == "fresh-runner" else builders[tool](cache)
                     sample.uploaded = sum(size for d, size in blob_bytes(self.registries[tool]).items() if d not in before)
                     by_tool[tool].samples.append(sample)
                     print(f"{scenario:5} {tool:8} run {n + 1}: {sample.wall:7.1f}s wall, {sample.cpu:7.1f}s CPU, "
@@ -269,15 +273,39 @@ class Bench:
 
     def change(self, scenario: str, n: int) -> None:
         """Make the scenario's change: every run a change neither tool has built before."""
-        if scenario == "app":
+        if scenario == "fresh-runner" and n == 0:
+            self.fill_buildah_cache()  # of the family as it is, before the change
+        if scenario in ("app", "fresh-runner"):
+            mark = "r" if scenario == "app" else "f"
             path = self.project / self.app_file
-            text = re.sub(r"Form \{\{ number \}\}( r\d+)?", "Form {{ number }}", path.read_text())
-            path.write_text(text.replace("Form {{ number }}", f"Form {{{{ number }}}} r{n}", 1))
+            text = re.sub(r"Form \{\{ number \}\}( [rf]\d+)?", "Form {{ number }}", path.read_text())
+            path.write_text(text.replace("Form {{ number }}", f"Form {{{{ number }}}} {mark}{n}", 1))
         elif scenario in ("ml", "core"):
             file, package, versions = self.ml_bump if scenario == "ml" else self.core_bump
             self.edit(file, f"{package}=={versions[n]}", f"{package}=={versions[n + 1]}")
             self.use_registry("lamina")
             self.lamina("lock", "--config", self.config.name, store=self.work / "setup-store")
+
+    def buildah_cache(self) -> str:
+        return f"{self.registries['buildah'].host}/bench/buildah-cache"
+
+    def fill_buildah_cache(self) -> None:
+        """buildah's registry cache of the family as it stands (untimed: what a previous CI run left)."""
+        self.buildah_family(self.work / "buildah", f"--cache-to {self.buildah_cache()}")
+
+    def fresh_runner(self, tool: str, n: int) -> Sample:
+        """One whole-family build and push from nothing local: lamina with an empty store, buildah with empty
+        storage and its registry cache (both registries hold the previous family)."""
+        if tool == "lamina":
+            return self.lamina_family(self.work / f"fresh-store-{n}")
+        root = self.work / f"fresh-buildah-{n}"
+        cache = self.buildah_cache()
+        try:
+            return self.buildah_family(root, f"--cache-from {cache} --cache-to {cache}")
+        finally:
+            buildah = ["buildah", "--root", str(root / "root"), "--runroot", str(root / "run"), *PODMAN_LIKE]
+            subprocess.run([*buildah, "rm", "--all"], capture_output=True)
+            subprocess.run([*buildah, "rmi", "--all", "--force"], capture_output=True)
 
     def reset(self, tool: str, cache: Path) -> None:
         """Empty build caches, and a registry holding only the Python base."""

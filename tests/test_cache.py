@@ -329,3 +329,12 @@ def test_a_blob_that_does_not_hold_the_promised_content_is_caught_when_downloade
     assert summary["cache"]["rejected"] == [busybox.digest]
     assert built_layers(summary) == 1
     assert digests(summary) == expected_after_change(tmp_path, root_a, registry, owner)
+
+
+def test_pushing_nothing_new_leaves_the_cache_index_alone(tmp_path, registry, pushed):
+    root_a, owner, _ = pushed
+    mark = registry.mark()
+    summary = summary_of(build(root_a, tmp_path / "store-a", *push_args(registry, owner)))
+    assert built_layers(summary) == 0
+    cache_requests = [r for r in registry.requests(mark) if "/lamina-cache/" in r.path]
+    assert cache_requests and all(r.method in ("GET", "HEAD") for r in cache_requests)

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
                                     remote=remote, published_bases=args.published_bases)
             built = output.run_family(family, names)
             named = session.named(family.products(built), tag)
-            if remote is not None and not args.no_check:
+            if remote is not None and remote.hits and not args.no_check:
                 seed_records(remote)  # what the reused layers' wheels provide, for the check
             output.print_built(built)
             findings = family.conflicts if args.no_check else family.check(built)

@@ -38,6 +38,7 @@ from lamina.oci.digest import DigestWriter, sha256_digest
 from lamina.oci.model import Descriptor, Document
 from lamina.oci.records import StoredLayer
 from lamina.oci.reference import Reference
+from lamina.oci.remote import Registries
 from lamina.oci.store import BlobStore
 
 ARTIFACT_TYPE = "application/vnd.lamina.layer-cache.v1"
@@ -91,6 +92,8 @@ class CacheIndex:
 
     layers: dict[str, CacheEntry] = field(default_factory=dict)
     records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    #: The digest of the index blob it was read from (None: there was none).
+    digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ class RemoteLayers:
     first use. ``fetch``: download a found blob into the store (verified) — for builds that write a
     layout or an archive; else the blob stays in the registry and only its entry is checked."""
 
-    def __init__(self, refs: Sequence[Reference], registries: object, store: BlobStore, *,
+    def __init__(self, refs: Sequence[Reference], registries: Registries, store: BlobStore, *,
                  trusted: Iterable[str], fetch: bool = False, warn: Warn | None = None) -> None:
         self.refs = list(dict.fromkeys(refs))
         self.registries = registries
@@ -208,7 +211,7 @@ class RemoteLayers:
             if (repository, digest) in self._pairs:
                 return self._pairs[(repository, digest)]
             host, _, repo = repository.partition("/")
-            client = self.registries.client(host)  # type: ignore[attr-defined]
+            client = self.registries.client(host)
             pairs: dict[str, tuple[str, int]] | None = None
             try:
                 manifest = json.loads(client.get_manifest(repo, digest).data)
@@ -233,7 +236,7 @@ class RemoteLayers:
         if existing is not None and existing.digest == entry.digest:
             return None
         host, _, repo = entry.repository.partition("/")
-        client = self.registries.client(host)  # type: ignore[attr-defined]
+        client = self.registries.client(host)
         make = decompressor(entry.media_type)
         try:
             with self.store.writing(entry.digest) as sink:
@@ -264,13 +267,13 @@ class _DiffIdWriter:
         self.uncompressed = DigestWriter(_Null())
 
     def write(self, data: bytes) -> int:
-        self.sink.write(data)  # type: ignore[attr-defined]
-        self.uncompressed.write(self.decompress.decompress(data) if self.decompress else data)  # type: ignore[attr-defined]
+        self.sink.write(data)
+        self.uncompressed.write(self.decompress.decompress(data) if self.decompress else data)
         return len(data)
 
     def finish(self) -> str:
         if self.decompress is not None and hasattr(self.decompress, "flush"):
-            self.uncompressed.write(self.decompress.flush())  # type: ignore[attr-defined]
+            self.uncompressed.write(self.decompress.flush())
         return self.uncompressed.digest
 
 
@@ -279,10 +282,10 @@ class _Null:
         return len(data)
 
 
-def read_index(ref: Reference, registries: object, warn: Warn) -> CacheIndex:
+def read_index(ref: Reference, registries: Registries, warn: Warn) -> CacheIndex:
     """The cache index at ``ref`` (empty when it does not exist yet or cannot be read: a cache is never
     needed to build)."""
-    client = registries.client(ref.registry)  # type: ignore[attr-defined]
+    client = registries.client(ref.registry)
     try:
         if client.head_manifest(ref.repository, ref.identifier) is None:
             return CacheIndex()
@@ -297,7 +300,7 @@ def read_index(ref: Reference, registries: object, warn: Warn) -> CacheIndex:
         layers = {key: CacheEntry.from_json(key, obj) for key, obj in data.get("layers", {}).items()}
         records = {str(kind): {str(k): dict(v) for k, v in by_key.items()}
                    for kind, by_key in data.get("records", {}).items()}
-        return CacheIndex(layers, records)
+        return CacheIndex(layers, records, desc.digest)
     except (LaminaError, ValueError, KeyError, TypeError, AttributeError, StopIteration) as exc:
         warn(f"layer cache {ref} unreadable, building without it ({exc})")
         return CacheIndex()
@@ -330,16 +333,18 @@ def index_document(new: Iterable[CacheEntry], previous: CacheIndex,
                       separators=(",", ":")).encode()
 
 
-def write_index(ref: Reference, entries: Iterable[CacheEntry], registries: object, warn: Warn,
+def write_index(ref: Reference, entries: Iterable[CacheEntry], registries: Registries, warn: Warn,
                 previous: CacheIndex | None = None,
                 records: Mapping[str, Mapping[str, dict[str, Any]]] | None = None) -> int:
     """Record ``entries`` and ``records`` (merged with ``previous``, what the index had, read now if not
     given) at ``ref``; returns how many layers it holds. A cache is an optimisation: a failure to write
     it is a warning, never a failed build."""
-    client = registries.client(ref.registry)  # type: ignore[attr-defined]
+    client = registries.client(ref.registry)
     if previous is None:
         previous = read_index(ref, registries, warn)
     data = index_document(entries, previous, records)
+    if sha256_digest(data) == previous.digest:
+        return len(previous.layers)  # nothing new: no request at all
     blob = Document(data, INDEX_MEDIA_TYPE)
     manifest = Document.of({
         "schemaVersion": 2,

@@ -129,7 +129,10 @@ def container_storage(prefix: str = "lc-") -> Iterator[dict[str, list[str]]]:
     require_tool("runc")
     base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))  # podman refuses a runroot path over 50 characters
     storage = ["--root", str(base / "root"), "--runroot", str(base / "run"), "--storage-driver", "overlay"]
-    tools = {"podman": ["podman", *storage, "--runtime", "runc", "--cgroup-manager", "cgroupfs"],
+    # its own --tmpdir too: libpod keeps state there (default /run/libpod), which another storage's
+    # `system reset` would otherwise remove from under this one
+    tools = {"podman": ["podman", *storage, "--tmpdir", str(base / "tmp"), "--runtime", "runc",
+                        "--cgroup-manager", "cgroupfs"],
              "buildah": ["buildah", *storage]}
     try:
         yield tools

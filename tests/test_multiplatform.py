@@ -212,8 +212,9 @@ def test_podman_runs_the_arm64_service(family):
             assert run.returncode == 0, run.stderr
             status, body = wait_for(f"http://127.0.0.1:{port}/healthz", seconds=240)
             assert status == 200 and json.loads(body)
-            machine = subprocess.run(podman + ["exec", "arm", "python", "-c", "import platform; print(platform.machine())"],
-                                     capture_output=True, text=True, timeout=120)
+            machine = subprocess.run(podman + ["run", "--rm", "--platform", "linux/arm64", *PODMAN_RUN_FLAGS, image,
+                                               "python", "-c", "import platform; print(platform.machine())"],
+                                     capture_output=True, text=True, timeout=300)
             assert machine.stdout.strip() == "aarch64", machine.stderr
     finally:
         if registered:

@@ -155,9 +155,7 @@ def push_image(
     tags = list(tags or [target.identifier])
     present = _blobs_already_there(client, target.repository, tags, image)
     if present is None:
-        outcomes = {d.digest: "exists" for d in image.blobs()}
-        client.stats.add(blobs_skipped=len(outcomes))
-        return PushReport(str(target), image.digest, outcomes, 0)
+        return _nothing_to_send(client, target, image.digest, image.blobs())
     sources = {d: list(repos) for d, repos in (mount_sources or {}).items()}
     if image.origin is not None:
         host, repo = split_origin(image.origin)
@@ -197,11 +195,8 @@ def push_index(
     a layer two platforms share goes up once), then the index under each tag."""
     client = registries.client(target.registry)
     tags = list(tags or [target.identifier])
-    current = [client.head_manifest(target.repository, tag, accept=index.media_type) for tag in tags]
-    if all(found is not None and found[0] == index.digest for found in current):
-        outcomes = {d.digest: "exists" for d in index.blobs()}
-        client.stats.add(blobs_skipped=len(outcomes))
-        return PushReport(str(target), index.digest, outcomes, 0)
+    if _tags_name(client, target.repository, tags, index.digest, index.media_type):
+        return _nothing_to_send(client, target, index.digest, index.blobs())
     outcomes: dict[str, str] = {}
     uploaded = 0
     sources = {d: list(repos) for d, repos in (mount_sources or {}).items()}
@@ -216,6 +211,18 @@ def push_index(
     for tag in tags:
         client.put_manifest(target.repository, tag, index.document.data, index.media_type)
     return PushReport(str(target), index.digest, outcomes, uploaded)
+
+
+def _tags_name(client: RegistryClient, repo: str, tags: Sequence[str], digest: str, media_type: str) -> bool:
+    """Whether every tag already names the document ``digest`` (then nothing is sent)."""
+    return all(found is not None and found[0] == digest
+               for found in (client.head_manifest(repo, tag, accept=media_type) for tag in tags))
+
+
+def _nothing_to_send(client: RegistryClient, target: Reference, digest: str, blobs: Sequence[Descriptor]) -> PushReport:
+    outcomes = {d.digest: "exists" for d in blobs}
+    client.stats.add(blobs_skipped=len(outcomes))
+    return PushReport(str(target), digest, outcomes, 0)
 
 
 def _blobs_already_there(client: RegistryClient, repo: str, tags: Sequence[str], image: Image) -> set[str] | None:

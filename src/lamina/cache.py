@@ -60,7 +60,8 @@ def remote_layers(config: ProjectConfig, registries: Registries, store: BlobStor
     refs += [Reference.parse(text) for text in config.cache_from]
     if not refs:
         return None
-    return RemoteLayers(refs, registries, store, trusted=trusted_repositories(config), fetch=fetch, warn=warn)
+    return RemoteLayers(refs, registries, store, trusted=trusted_repositories(config), fetch=fetch,
+                        push_registry=config.registry if pushing else None, warn=warn)
 
 
 def pushed_images(built: Sequence[BuiltImage], targets: Sequence[tuple[Named, Reference]]

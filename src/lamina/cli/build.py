@@ -19,7 +19,7 @@ from lamina.cli.options import (
 )
 from lamina.cache import pushed_images, record_pushed, remote_layers, seed_records
 from lamina.config import find_config
-from lamina.errors import ServiceCheckFailed
+from lamina.errors import ServiceCheckFailed, UsageError
 from lamina.onhost import Host, SendReport, build_there, remote_argv
 from lamina.publish import Output, push, write_output
 from lamina.summary import build_summary
@@ -147,6 +147,8 @@ def run_on(args: argparse.Namespace) -> int:
             for path in report.sent:
                 output.console.print(f"  {path}")
 
+    if not hasattr(args, "argv"):
+        raise UsageError("--on needs the command line as given", hint="run it through lamina.cli.main(argv)")
     argv = remote_argv(args.argv, root, config)
     return build_there(host, root, argv, known_hosts=args.known_hosts, identity=args.identity,
                        lamina=args.remote_lamina, on_sent=sent)

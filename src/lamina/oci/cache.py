@@ -119,15 +119,19 @@ def repository_of(ref: Reference) -> str:
 class RemoteLayers:
     """The registry cache of one build: indexes read once (lazily, thread-safe), entries checked on
     first use. ``fetch``: download a found blob into the store (verified) — for builds that write a
-    layout or an archive; else the blob stays in the registry and only its entry is checked."""
+    layout or an archive; else the blob stays in the registry and only its entry is checked, unless it
+    is on another registry than ``push_registry`` (a push there would download it anyway: it is
+    downloaded now, so that its content is checked before it enters an image)."""
 
     def __init__(self, refs: Sequence[Reference], registries: Registries, store: BlobStore, *,
-                 trusted: Iterable[str], fetch: bool = False, warn: Warn | None = None) -> None:
+                 trusted: Iterable[str], fetch: bool = False, push_registry: str | None = None,
+                 warn: Warn | None = None) -> None:
         self.refs = list(dict.fromkeys(refs))
         self.registries = registries
         self.store = store
         self.trusted = frozenset(trusted) | {repository_of(r) for r in self.refs}
         self.fetch = fetch
+        self.push_registry = push_registry
         self.warn = warn or (lambda text: None)
         self._lock = threading.RLock()
         self._entries: dict[str, CacheEntry] | None = None
@@ -175,10 +179,11 @@ class RemoteLayers:
         found = None
         if entry is not None and entry.media_type == media_type:
             problem = self._check(entry)
-            if problem is None and self.fetch:
+            fetch = self.fetch or entry.repository.partition("/")[0] != self.push_registry
+            if problem is None and fetch:
                 problem = self._download(entry)
             if problem is None:
-                origin = None if self.fetch else entry.repository
+                origin = None if fetch else entry.repository
                 found = RemoteLayer(StoredLayer(entry.diff_id, entry.digest, entry.size, entry.media_type), origin,
                                     entry.elf)
             else:

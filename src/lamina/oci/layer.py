@@ -80,11 +80,13 @@ def build_layer(
     full = _full_key(key, media_type, mtime)
     record = store.get_key(LAYER_KEY_KIND, full)
     found = _stored(store, record, media_type)
+    # the portable key of a layer of files costs a read of its files: only builds with a registry cache need it
+    content = remote is not None
     if found is not None and record is not None:
-        portable = record.get("portable") or _portable(spec, entries, media_type, mtime)
+        portable = record.get("portable") or _portable(spec, entries, media_type, mtime, content=content)
         return BuiltLayer(found, spec.description, True, record.get("elf"), portable)
-    portable = _portable(spec, entries, media_type, mtime)
-    if remote is not None and (hit := remote.find(portable, media_type)) is not None:
+    portable = _portable(spec, entries, media_type, mtime, content=content)
+    if remote is not None and portable is not None and (hit := remote.find(portable, media_type)) is not None:
         if hit.origin is None:  # downloaded and checked: a layer of the store from now on
             store.put_key(LAYER_KEY_KIND, full, {"diff_id": hit.layer.diff_id, "portable": portable, "elf": hit.elf})
         return BuiltLayer(hit.layer, spec.description, True, hit.elf, portable, hit.origin)
@@ -92,7 +94,8 @@ def build_layer(
     source = spec.entries() if entries is None else entries
     layer, reused = _write(store, note_architectures(source, elf), compression, media_type, mtime)
     elf = dict(sorted(elf.items()))
-    store.put_key(LAYER_KEY_KIND, full, {"diff_id": layer.diff_id, "elf": elf, "portable": portable})
+    record = {"diff_id": layer.diff_id, "elf": elf, **({"portable": portable} if portable else {})}
+    store.put_key(LAYER_KEY_KIND, full, record)
     return BuiltLayer(layer, spec.description, reused, elf, portable)
 
 
@@ -128,7 +131,10 @@ def available(store: BlobStore, spec: LayerSpec, media_type: str, mtime: int,
     entries = list(spec.entries())
     if cached_layer(store, "sig:" + signature(entries), media_type, mtime) is not None:
         return True
-    return remote is not None and remote.find(_portable(spec, entries, media_type, mtime), media_type) is not None
+    if remote is None:
+        return False
+    portable = _portable(spec, entries, media_type, mtime)
+    return portable is not None and remote.find(portable, media_type) is not None
 
 
 def _stored(store: BlobStore, record: dict | None, media_type: str) -> StoredLayer | None:
@@ -137,10 +143,14 @@ def _stored(store: BlobStore, record: dict | None, media_type: str) -> StoredLay
     return store.find_layer(record["diff_id"], media_type, compressor_id(compression_of(media_type)))
 
 
-def _portable(spec: LayerSpec, entries: list[Entry] | None, media_type: str, mtime: int) -> str:
-    """The key of the layer's inputs that means the same on every machine (hex of the full key)."""
+def _portable(spec: LayerSpec, entries: list[Entry] | None, media_type: str, mtime: int, *,
+              content: bool = True) -> str | None:
+    """The key of the layer's inputs that means the same on every machine (hex of the full key); for a
+    layer without a caller's key, the hash of its files' content (None unless ``content``)."""
     if spec.key is not None:
         return key_hex(_full_key(spec.key, media_type, mtime))
+    if not content:
+        return None
     return key_hex(_full_key("content:" + content_key(entries if entries is not None else spec.entries()),
                              media_type, mtime))
 

@@ -41,11 +41,11 @@ class Output:
 def write_output(output: Output, images: Sequence[Named], store: BlobStore, registries: Registries) -> int:
     """Write ``images`` to a local output; returns the bytes of base layers fetched to do it.
 
-    A docker-archive holds one platform per image (``docker load`` knows no index): an image of
-    several platforms is refused, naming them."""
+    A docker-archive holds one platform per image (``docker load`` knows no index): an image built for
+    several platforms is refused, naming them (an index of one platform is written as that image)."""
     if output.kind == "docker-archive":
         for named in images:
-            if named.is_index:
+            if len(named.images) > 1:
                 platforms = ", ".join(str(i.platform) for i in named.images)
                 raise LaminaError(
                     f"{named.ref_name} is built for {platforms}, and a docker-archive holds one platform",

@@ -24,6 +24,7 @@ push a poisoned image; docs/cache.md says how to scope a cache (per branch).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import threading
@@ -33,8 +34,8 @@ from typing import Any
 
 from lamina.errors import LaminaError
 from lamina.oci import mediatypes as mt
-from lamina.oci.compress import compression_of, compressor_id, decompressor
-from lamina.oci.digest import DigestWriter, sha256_digest
+from lamina.oci.compress import Writer, compression_of, compressor_id, decompressor
+from lamina.oci.digest import sha256_digest
 from lamina.oci.model import Descriptor, Document
 from lamina.oci.records import StoredLayer
 from lamina.oci.reference import Reference
@@ -138,6 +139,7 @@ class RemoteLayers:
         #: Each reference's index as read (for the push that updates it).
         self.indexes: dict[str, CacheIndex] = {}
         self._verdicts: dict[str, RemoteLayer | None] = {}
+        self._key_locks: dict[str, threading.Lock] = {}
         self._pairs: dict[tuple[str, str], dict[str, tuple[str, int]] | None] = {}
         self.hits = 0
         self.rejected: list[str] = []
@@ -172,6 +174,14 @@ class RemoteLayers:
     def find(self, key: str, media_type: str) -> RemoteLayer | None:
         """The layer the cache has for ``key`` (the hex of a full input key), checked; None if it has
         none, or if its entry fails a check (then a warning says why and the layer is built here)."""
+        with self._lock:
+            if key in self._verdicts:
+                return self._verdicts[key]
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:  # one check (and download) per key, however many threads ask
+            return self._find(key, media_type)
+
+    def _find(self, key: str, media_type: str) -> RemoteLayer | None:
         with self._lock:
             if key in self._verdicts:
                 return self._verdicts[key]
@@ -246,7 +256,7 @@ class RemoteLayers:
         try:
             with self.store.writing(entry.digest) as sink:
                 check = _DiffIdWriter(sink, make() if make else None)
-                client.fetch_blob(repo, entry.digest, check)  # type: ignore[arg-type]
+                client.fetch_blob(repo, entry.digest, check)  # type: ignore[arg-type]  # a write-only sink
                 diff_id = check.finish()
                 if diff_id != entry.diff_id:
                     raise _Poisoned(f"{entry.digest} decompresses to {diff_id}, not the promised {entry.diff_id}")
@@ -266,25 +276,20 @@ class _Poisoned(Exception):
 class _DiffIdWriter:
     """Passes compressed bytes to ``sink`` and hashes what they decompress to (the diff_id)."""
 
-    def __init__(self, sink: object, decompress: object | None) -> None:
+    def __init__(self, sink: Writer, decompress: Any | None) -> None:
         self.sink = sink
         self.decompress = decompress
-        self.uncompressed = DigestWriter(_Null())
+        self.uncompressed = hashlib.sha256()
 
     def write(self, data: bytes) -> int:
         self.sink.write(data)
-        self.uncompressed.write(self.decompress.decompress(data) if self.decompress else data)
+        self.uncompressed.update(self.decompress.decompress(data) if self.decompress is not None else data)
         return len(data)
 
     def finish(self) -> str:
         if self.decompress is not None and hasattr(self.decompress, "flush"):
-            self.uncompressed.write(self.decompress.flush())
-        return self.uncompressed.digest
-
-
-class _Null:
-    def write(self, data: bytes) -> int:
-        return len(data)
+            self.uncompressed.update(self.decompress.flush())
+        return "sha256:" + self.uncompressed.hexdigest()
 
 
 def read_index(ref: Reference, registries: Registries, warn: Warn) -> CacheIndex:

@@ -57,14 +57,20 @@ def layout_index(layout: Path) -> dict:
     return json.loads((layout / "index.json").read_bytes())
 
 
+def layout_images(layout: Path) -> list[dict]:
+    """The layout's image entries (not the SBOMs and attestations that refer to them: those have an
+    ``artifactType`` and no ref name)."""
+    return [m for m in layout_index(layout)["manifests"] if "artifactType" not in m]
+
+
 def ref_digests(layout: Path) -> dict[str, str]:
     """Each ref name of the layout's index and its manifest digest."""
-    return {m["annotations"][REF_NAME]: m["digest"] for m in layout_index(layout)["manifests"]}
+    return {m["annotations"][REF_NAME]: m["digest"] for m in layout_images(layout)}
 
 
 def manifest_of(layout: Path, ref_name: str) -> tuple[str, dict]:
     """The digest and the manifest tagged ``ref_name`` in the layout."""
-    for entry in layout_index(layout)["manifests"]:
+    for entry in layout_images(layout):
         if entry["annotations"][REF_NAME] == ref_name:
             return entry["digest"], json.loads(blob(layout, entry["digest"]))
     raise AssertionError(f"{ref_name} not in the layout {layout}")

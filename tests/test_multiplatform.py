@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PODMAN_RUN_FLAGS, archives_unreachable, container_storage, require_tool, wait_for
-from helpers import blob, build_json, copy_example, lamina, layout_index
+from helpers import blob, build_json, copy_example, lamina, layout_images
 from lamina.oci.elf import elf_architecture
 from registry_servers import free_port, unique_repo
 
@@ -100,7 +100,7 @@ def family(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def manifests_by_platform(layout: Path, ref_name: str) -> dict[str, dict]:
-    entry = next(m for m in layout_index(layout)["manifests"] if m["annotations"][REF_NAME] == ref_name)
+    entry = next(m for m in layout_images(layout) if m["annotations"][REF_NAME] == ref_name)
     assert entry["mediaType"] == "application/vnd.oci.image.index.v1+json"
     index = json.loads(blob(layout, entry["digest"]))
     return {f"{m['platform']['os']}/{m['platform']['architecture']}": json.loads(blob(layout, m["digest"]))
@@ -115,7 +115,7 @@ def test_every_image_is_an_index_of_one_valid_manifest_per_platform(family, oci_
         (name, p) for name in ("python", "base-runtime", "base-ml", "svc-classifier", "svc-forms", "svc-ingestion",
                                "svc-retriever") for p in PLATFORMS}
     oci_schemas.validate("index", (layout / "index.json").read_bytes())
-    for entry in layout_index(layout)["manifests"]:
+    for entry in layout_images(layout):  # the SBOMs referring to them are checked in tests/test_verify.py
         oci_schemas.validate("index", blob(layout, entry["digest"]))
         for platform, manifest in manifests_by_platform(layout, entry["annotations"][REF_NAME]).items():
             oci_schemas.validate("manifest", manifest)
@@ -229,9 +229,9 @@ def test_a_docker_archive_holds_one_platform(family, tmp_path):
     lamina(root, STORE, "build", "svc-forms", "--platform", "linux/arm64", "-o", f"docker-archive:{tmp_path / 'arm.tar'}")
     with tarfile.open(tmp_path / "arm.tar") as tar:
         manifest = json.loads(tar.extractfile("manifest.json").read())
-        assert [m["RepoTags"] for m in manifest] == [["svc-forms:1.0.0"]]
-        config = json.loads(tar.extractfile(manifest[0]["Config"]).read())
-    assert config["architecture"] == "arm64"
+        assert ["svc-forms:1.0.0"] in [m["RepoTags"] for m in manifest]  # with the bases it is built on
+        configs = [json.loads(tar.extractfile(m["Config"]).read()) for m in manifest]
+    assert {c["architecture"] for c in configs} == {"arm64"}
 
 
 @pytest.mark.slow
@@ -283,3 +283,33 @@ def test_a_wheel_with_a_binary_of_another_cpu_is_refused_naming_the_distribution
     assert "image 'svc-forms' for linux/arm64" in result.stderr
     assert "hostlib/_native.so is a x86-64 binary" in result.stderr
     assert "python hostlib 1.0 (hostlib-1.0-py3-none-any.whl)" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_distribution_without_a_wheel_for_a_platform_is_an_error_naming_both(family, tmp_path):
+    root = shutil.copytree(family[0], tmp_path / "p", ignore=shutil.ignore_patterns("build"))
+    reqs = root / "apps" / "svc_forms" / "requirements.txt"
+    reqs.write_text(reqs.read_text() + "sparse-dot-topn==1.1.5\n")  # x86-64 wheels only, no aarch64
+    result = lamina(root, STORE, "lock", "svc-forms", check=False)
+    assert result.returncode != 0
+    assert "image 'svc-forms' for linux/arm64" in result.stderr and "sparse-dot-topn" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_base_without_the_requested_platform_is_a_clear_error(tmp_path):
+    from projects import make_hello_project
+
+    first = tmp_path / "first"
+    make_hello_project(first)
+    lamina(first, tmp_path / "store", "build", "busybox")
+    second = tmp_path / "second"
+    second.mkdir()
+    (second / "lamina.toml").write_text(f"""
+[images.top]
+from = "oci:{first / 'build' / 'oci'}:busybox:1.0"
+platforms = ["linux/arm64"]
+cmd = ["/bin/true"]
+""")
+    result = lamina(second, tmp_path / "store", "build", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "linux/arm64" in result.stderr and "busybox" in result.stderr and "linux/amd64" in result.stderr

@@ -179,11 +179,13 @@ def plan_image(
     lock_section: Callable[[str], dict[str, Any] | None],
     siblings: Mapping[str, Base] | None = None,
     fetch: bool = True,
+    download: bool = True,
 ) -> PlannedImage:
     """Resolve the base of ``spec`` for ``platform`` and run its steps: each locks its inputs and,
     with ``fetch``, downloads what its new layers need and describes them (packages at the bottom,
     then Python, then the image's own files). Without ``fetch`` nothing is downloaded or described:
-    ``lamina lock`` and ``lamina check``."""
+    ``lamina lock`` and ``lamina check``. With ``fetch`` but not ``download``, the layers are described
+    and nothing is downloaded: the plan ``lamina build --dry-run`` shows."""
     started = time.monotonic()
     base = resolve_base(spec.base, platform, store, registries, project_root=project_root, siblings=siblings)
     ctx = StepContext(
@@ -198,6 +200,7 @@ def plan_image(
         media_type=options.media_type,
         mtime=options.mtime,
         fetch=fetch,
+        download=download,
         states=dict(base.states) if base else {},
         os_packages=dict(base.os_packages) if base else {},
     )
@@ -206,6 +209,12 @@ def plan_image(
     run = replace(spec.run, env={**ctx.env, **spec.run.env})  # what lamina.toml says wins over what lamina sets
     if cmd is not None:
         run = replace(run, cmd=cmd)
+    healthcheck = next((r.healthcheck for r in results if r.healthcheck is not None), None)
+    if healthcheck is not None and run.healthcheck is None:
+        run = replace(run, healthcheck=healthcheck)
+    labels = {k: v for r in results for k, v in r.labels.items()}
+    if labels:
+        run = replace(run, labels={**labels, **run.labels})
     spec = replace(spec, run=run)
     layers = [layer for r in results for layer in r.layers]
     draft = assemble(spec, platform, base, [], options)
@@ -234,8 +243,11 @@ def inventory_of(planned: PlannedImage, base: Base | None, built: Sequence[Built
     for layer, result in zip(planned.layers, built, strict=True):
         own += placed(layer.components, layer=result.layer.digest, diff_id=result.layer.diff_id,
                       added_by=planned.name)
+    facts = dict(base.inventory.extra) if base and base.inventory else {}
+    for r in planned.results:
+        facts.update(r.facts)
     empty = Inventory(planned.name, str(planned.platform), digest=image.digest,
-                      base=base.name if base else "", base_digest=base.image.digest if base else "")
+                      base=base.name if base else "", base_digest=base.image.digest if base else "", extra=facts)
     return empty.on(base.inventory if base else None, own)
 
 

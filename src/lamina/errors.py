@@ -84,10 +84,20 @@ class UsageError(LaminaError):
     """The command line asks for something impossible (flags that need each other, a verb without its input)."""
 
 
+class ThresholdExceeded(LaminaError):
+    """``lamina report``: an image is over ``--max-size``, ``--max-layers`` or ``--max-wasted`` (CI limits)."""
+
+
+class VerificationError(LaminaError):
+    """``lamina verify``: a signature, attestation or SBOM does not check out; the image must not be trusted."""
+
+
 #: Exit codes of the ``lamina`` command, by error class: the first class the error is an instance of wins, so
 #: the more specific classes come first. Scripts (CI) can branch on them; ``lamina --help`` and docs/cli.md list them.
 EXIT_CODES: tuple[tuple[type[LaminaError], int, str], ...] = (
+    (ThresholdExceeded, 6, "lamina report: an image is over --max-size, --max-layers or --max-wasted"),
     (LockStaleError, 5, "lamina.lock must be updated (run `lamina lock`), and --locked or export forbids resolving"),
+    (VerificationError, 7, "lamina verify: a signature, attestation or SBOM did not verify"),
     (ServiceCheckFailed, 3, "lamina check found errors: the services would fail at run time"),
     (RegistryError, 4, "a registry refused the request or lacks what was asked for"),
     (NetworkError, 4, "a server (registry, Debian mirror) could not be reached"),

@@ -68,6 +68,8 @@ class Family:
     pushing: bool = False
     locked: bool = False
     update: Iterable[str] = ()
+    #: With ``update``: only these Python distributions move in the images updated (``lamina update PACKAGE``).
+    upgrade: Iterable[str] = ()
     platforms: Sequence[Platform] = ()
     on_status: Callable[[str, str], None] | None = None
     on_layer: Callable[[str, BuiltLayer], None] | None = None
@@ -76,6 +78,8 @@ class Family:
     #: The seed's Step 2: project images that are only bases of the images asked for are taken as
     #: published in the registry — never built here; one missing there, or different here, is an error.
     published_bases: bool = False
+    #: False: what is resolved stays in memory (``lamina build --dry-run`` writes nothing).
+    save_lock: bool = True
     lock: Lock = field(init=False)
 
     def __post_init__(self) -> None:
@@ -87,12 +91,14 @@ class Family:
         self.debian = Debian(self.store, settings_of(self.config), locked=self.locked, update=update,
                              lock_name=self.lock.path.name, on_status=status, remote=self.remote)
         self.python = PythonSession(self.store, self.config.python, self.config.root, locked=self.locked,
-                                    update=update, lock_name=self.lock.path.name, on_status=status,
-                                    remote=self.remote)
+                                    update=update, upgrade=self.upgrade, lock_name=self.lock.path.name,
+                                    on_status=status, remote=self.remote)
         self.steps: list[Step] = [DebianStep(self.debian), PythonStep(self.python),
                                   FilesStep(str(self.config.root))]
         self.resolved: list[str] = []
         self.conflicts: list[Finding] = []
+        #: Published bases of the build (``published_bases``): where each is, and its digest there.
+        self._published: dict[Key, tuple[Reference, str]] = {}
 
     def _lock_status(self, text: str) -> None:
         if self.on_status:
@@ -125,21 +131,9 @@ class Family:
         pool (so base-ml's layers are compressed while base-runtime's are), then assemble the images,
         bases first. With ``lock_only``, the first step only, fetching nothing (``lamina lock``).
         """
-        self.conflicts = []
-        plans: dict[Key, PlannedImage] = {}
-        published: dict[Key, tuple[Reference, str]] = {}
         try:
-            for name, platform in self.keys(names):
-                spec = self.config.image(name)
-                if spec.base in self.config.images and (spec.base, platform) not in plans:
-                    self._missing_base_platform(spec, platform)
-                    continue  # its base could not be planned (a conflict, reported)
-                if self.published_bases and not lock_only and name not in names:
-                    published[(name, platform)] = self._published_at(spec)  # before anything is fetched for it
-                drafts = {b: p.as_base(self.base_name(p.spec)) for (b, pf), p in plans.items() if pf == platform}
-                planned = self._plan(spec, platform, drafts, fetch=not lock_only)
-                if planned is not None:
-                    plans[(name, platform)] = planned
+            plans = self._plan_all(names, fetch=not lock_only)
+            published = self._published
             if lock_only:
                 built = [BuiltImage(p.name, p.platform, p.draft, p.base, [], None, p.results, p.states,
                                     p.os_packages, p.seconds) for p in plans.values()]
@@ -152,7 +146,7 @@ class Family:
                         self._same_as_published(b, *published[(b.name, b.platform)])
         finally:
             self.close()
-        self.lock.save()
+        self._save_lock()
         return built
 
     def _published_at(self, spec: ImageSpec) -> tuple[Reference, str]:
@@ -201,6 +195,33 @@ class Family:
                 f"{built.name!r} built from its layers here is {built.image.digest}, but {target} is {digest}",
                 hint=f"its settings changed since it was published: publish it with `lamina build {built.name} --push`")
 
+    def plan(self, names: Sequence[str], *, download: bool = True) -> dict[Key, PlannedImage]:
+        """The first step of :meth:`build` alone: every image planned, its layers described (keys,
+        descriptions, components), nothing built. Without ``download`` nothing is downloaded either
+        (``lamina build --dry-run``). Call :meth:`close` after."""
+        return self._plan_all(names, fetch=True, download=download)
+
+    def _plan_all(self, names: Sequence[str], *, fetch: bool, download: bool = True) -> dict[Key, PlannedImage]:
+        self.conflicts = []
+        self._published = {}
+        plans: dict[Key, PlannedImage] = {}
+        for name, platform in self.keys(names):
+            spec = self.config.image(name)
+            if spec.base in self.config.images and (spec.base, platform) not in plans:
+                self._missing_base_platform(spec, platform)
+                continue  # its base could not be planned (a conflict, reported)
+            if self.published_bases and fetch and name not in names:
+                self._published[(name, platform)] = self._published_at(spec)  # before anything is fetched for it
+            drafts = {b: p.as_base(self.base_name(p.spec)) for (b, pf), p in plans.items() if pf == platform}
+            planned = self._plan(spec, platform, drafts, fetch=fetch, download=download)
+            if planned is not None:
+                plans[(name, platform)] = planned
+        return plans
+
+    def _save_lock(self) -> None:
+        if self.save_lock:
+            self.lock.save()
+
     def _missing_base_platform(self, spec: ImageSpec, platform: Platform) -> None:
         base = self.config.image(spec.base)
         if platform not in base.platforms:
@@ -211,7 +232,7 @@ class Family:
             )
 
     def _plan(self, spec: ImageSpec, platform: Platform, drafts: dict[str, Base], *,
-              fetch: bool) -> PlannedImage | None:
+              fetch: bool, download: bool = True) -> PlannedImage | None:
         """Plan one image; a pin conflict becomes a finding (the image is skipped) so every one is
         reported. New lock sections are recorded (and the lock saved, so a later failure keeps them)."""
         if self.on_status:
@@ -221,7 +242,7 @@ class Family:
             planned = plan_image(spec, platform, steps=self.steps, store=self.store, registries=self.registries,
                                  options=self.options, project_root=self.config.root,
                                  lock_section=lambda kind: self.lock.section(spec.name, where, kind),
-                                 siblings=drafts, fetch=fetch)
+                                 siblings=drafts, fetch=fetch, download=download)
         except PinConflict as conflict:
             self.conflicts.extend(conflict.findings)
             return None
@@ -234,7 +255,7 @@ class Family:
             self.lock.set_section(spec.name, where, result.kind, result.lock)
         if resolved:
             self.resolved.append(spec.name)
-            self.lock.save()
+            self._save_lock()
         return planned
 
     def _build_and_finish(self, plans: dict[Key, PlannedImage]) -> list[BuiltImage]:
@@ -318,6 +339,7 @@ class Family:
             base_pins=base_state.pins if base_state else {},
             service_code=service.code if service else None,
             service_requirements=service.requirements if service else None,
+            service=service,
         )
 
     def close(self) -> None:

@@ -2,7 +2,7 @@
 
 One place for the seed's naming rules, used by building, publishing, export and the CLI:
 
-- a base (an image that is not a service) is tagged ``base_version`` when set (the seed's
+- a base (an image that is not a service) is tagged its own ``base_version``, else the project's, when set (the seed's
   ``BASE_VERSION``), a service the build's tag (``--tag``, else ``version``); an image's own ``tags``
   win; ``latest`` when nothing is set;
 - it is pushed to ``registry/owner/name`` unless ``repository`` says otherwise (a repository that
@@ -23,12 +23,12 @@ if TYPE_CHECKING:
 
 
 def own_tag(config: ProjectConfig, spec: ImageSpec) -> str:
-    """An image's tag when the build does not give one: its own ``tags``, else ``base_version`` for
-    bases when set, else ``version``, else ``latest``."""
+    """An image's tag when the build does not give one: its own ``tags``, else for bases their own
+    ``base_version`` or the project's when set, else ``version``, else ``latest``."""
     if spec.tags:
         return spec.tags[0]
-    if spec.service is None and config.base_version:
-        return config.base_version
+    if spec.service is None and (spec.base_version or config.base_version):
+        return spec.base_version or config.base_version  # type: ignore[return-value]
     return config.version or "latest"
 
 

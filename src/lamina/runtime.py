@@ -76,27 +76,41 @@ def health_flags(healthcheck: Mapping[str, object]) -> list[str]:
 @dataclass
 class HealthTest:
     """Start ``image`` (a podman image reference, e.g. ``oci:DIR:NAME:TAG``) and wait until its health
-    check passes, or fails more times than it allows, or the container stops."""
+    check passes, or fails more times than it allows, or the container stops. An image that declares
+    no check (a worker: ``health = "none"``) passes when it is still running after ``settle`` seconds.
+    The container is always removed, whatever happened."""
 
     podman: Podman
     image: str
     healthcheck: Mapping[str, object]
     extra_time: float = 30
     name: str = field(default_factory=lambda: f"lamina-test-{uuid.uuid4().hex[:8]}")
+    #: The check in words (the image's ``dev.lamina.health`` label), for messages.
+    describe: str = ""
+    settle: float = 5
 
     def run(self) -> HealthResult:
         flags = health_flags(self.healthcheck)
-        if not flags:
-            raise LaminaError(f"{self.image} has no health check to wait for",
-                              hint="give the image a healthcheck in lamina.toml (services get one on /healthz)")
         started = time.monotonic()
-        run = self.podman("run", "-d", "--name", self.name, *self.podman.run_flags, *flags, self.image, timeout=600)
-        if run.returncode != 0:
-            return HealthResult(self.image, False, time.monotonic() - started, f"podman run failed: {run.stderr.strip()}")
         try:
+            run = self.podman("run", "-d", "--name", self.name, *self.podman.run_flags, *flags, self.image, timeout=600)
+            if run.returncode != 0:
+                return HealthResult(self.image, False, time.monotonic() - started,
+                                    f"podman run failed: {run.stderr.strip()}")
+            if not flags:
+                return self._stays_up(started)
             return self._wait(started)
         finally:
             self.podman("rm", "-f", "-t", "2", self.name)
+
+    def _stays_up(self, started: float) -> HealthResult:
+        deadline = started + self.settle
+        while time.monotonic() < deadline:
+            if not self._running():
+                return self._result(False, started, "the container stopped (it declares no health check, so it "
+                                    "must keep running)", 0)
+            time.sleep(0.5)
+        return self._result(True, started, f"still running after {self.settle:g}s (no health check declared)", 0)
 
     def _wait(self, started: float) -> HealthResult:
         interval = max(1.0, int(self.healthcheck.get("Interval") or 0) / NS)  # type: ignore[call-overload]
@@ -117,6 +131,31 @@ class HealthTest:
         out = self.podman("inspect", "--format", "{{.State.Running}}", self.name)
         return out.stdout.strip() == "true"
 
+    def _last_check_output(self) -> str:
+        """What the last run of the check printed (podman keeps a log of them)."""
+        for key in (".State.Health", ".State.Healthcheck"):
+            out = self.podman("inspect", "--format", "{{json %s}}" % key, self.name)
+            try:
+                log = (json.loads(out.stdout) or {}).get("Log") or []
+            except (json.JSONDecodeError, AttributeError):
+                continue
+            if log:
+                last = log[-1]
+                return f"exit {last.get('ExitCode')}: {(last.get('Output') or '').strip()[-400:]}"
+        return ""
+
     def _result(self, healthy: bool, started: float, detail: str, checks: int) -> HealthResult:
+        if not healthy:
+            what = self.describe or describe_test(self.healthcheck)
+            detail = f"{detail}; its check: {what}"
+            if checks and (last := self._last_check_output()):
+                detail += f"; last check: {last}"
         logs = "" if healthy else self.podman("logs", "--tail", "30", self.name).stdout
         return HealthResult(self.image, healthy, time.monotonic() - started, detail, logs, checks)
+
+
+def describe_test(healthcheck: Mapping[str, object]) -> str:
+    test = list(healthcheck.get("Test") or [])  # type: ignore[arg-type]
+    if not test or test[0] == "NONE":
+        return "none declared"
+    return ("exec " if test[0] == "CMD" else "shell ") + " ".join(shlex.quote(str(t)) for t in test[1:])

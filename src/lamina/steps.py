@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from lamina.config import ImageSpec
 from lamina.inventory import Component
 from lamina.oci.layer import LayerSpec
-from lamina.oci.model import Image, Platform
+from lamina.oci.model import HealthCheck, Image, Platform
 from lamina.oci.remote import Registries
 from lamina.oci.store import BlobStore
 
@@ -55,6 +55,9 @@ class StepContext:
     media_type: str
     mtime: int
     fetch: bool = True
+    #: With ``fetch``: download what the uncached layers need. False describes the layers (their keys,
+    #: descriptions and components) without downloading anything: ``lamina build --dry-run``.
+    download: bool = True
     states: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     os_packages: dict[str, str] = field(default_factory=dict)
@@ -77,8 +80,13 @@ class StepResult:
     env: dict[str, str] = field(default_factory=dict)
     #: Run-config defaults the image's own config does not set (e.g. a service's command).
     cmd: list[str] | None = None
+    #: A health check and labels for the image when its config sets none (a service's, by its kind).
+    healthcheck: HealthCheck | None = None
+    labels: dict[str, str] = field(default_factory=dict)
     #: OS packages the image has after this step (name → version), for later steps.
     os_packages: dict[str, str] = field(default_factory=dict)
+    #: Facts about the image for its inventory (e.g. ``distro = "debian-12"``, read by SBOMs).
+    facts: dict[str, str] = field(default_factory=dict)
     #: How many packages/distributions it adds, and the bytes it downloaded.
     added: int = 0
     downloaded: int = 0

@@ -20,7 +20,8 @@ from lamina.cli.options import HelpFormatter
 from lamina.errors import EXIT_CODES, EXIT_INTERNAL, EXIT_INTERRUPTED, LaminaError, exit_code
 
 #: The verb modules, in the order ``lamina --help`` lists them.
-VERBS = ("init", "build", "lock", "check", "test", "export", "store")
+VERBS = ("init", "build", "lock", "check", "test", "export", "plan", "outdated", "update", "rebase", "report",
+         "diff", "sbom", "keygen", "sign", "verify", "store")
 
 DESCRIPTION = """\
 Build the container images of a Python monorepo as one layered family, without a Docker daemon.
@@ -43,6 +44,9 @@ examples:
   lamina test                           start the services with podman, wait for their health checks
   lamina export all                     Dockerfiles, docker-bake.json and scripts for BuildKit users
   lamina store gc                       drop blobs no recorded image uses
+  lamina sbom svc-forms --format cyclonedx   the SBOM of a built image (SPDX by default)
+  lamina keygen && lamina build --push --sign cosign.key   sign, attach SBOMs and signed provenance
+  lamina verify REGISTRY/OWNER/svc-forms:1.0.0 --key cosign.pub   CI gate: signature, provenance, SBOMs
 
 environment:
   LAMINA_STORE       store directory (default ~/.cache/lamina)
@@ -50,6 +54,7 @@ environment:
   LAMINA_REGISTRY_USERNAME, LAMINA_REGISTRY_PASSWORD   registry credentials
   SOURCE_DATE_EPOCH  timestamp written into images (default 1970-01-01T00:00:01Z)
   LAMINA_JOBS        threads for compression (default: the number of cores)
+  LAMINA_KEY_PASSWORD (or COSIGN_PASSWORD)   password of the signing key (else read from stdin)
 
 exit codes:
   0    success

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -19,10 +20,12 @@ from lamina.cli.options import (
 )
 from lamina.cache import pushed_images, record_pushed, remote_layers, seed_records
 from lamina.config import find_config
-from lamina.errors import ServiceCheckFailed, UsageError
+from lamina.errors import LaminaError, ServiceCheckFailed, UsageError
 from lamina.onhost import Host, SendReport, build_there, remote_argv
 from lamina.publish import Output, push, write_output
 from lamina.summary import build_summary
+from lamina.supply.keys import PASSWORD_VARIABLES, PrivateKey, read_password
+from lamina.supply.project import attach_and_sign, attach_to_layout
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             ("lamina build --push --registry 127.0.0.1:5000 --owner me", "push, uploading only missing blobs"),
             ('echo "$TOKEN" | lamina build --push --username me --password-stdin', "with a credential"),
             ("lamina build base-ml --push --on ssh://deploy@build-host", "build and push on a machine next to the registry"),
+            ("lamina build --push --sign cosign.key", "sign, and attach SBOMs and signed provenance"),
         ),
     )
     p.add_argument("images", nargs="*", metavar="IMAGE", help="images to build (default: all)")
@@ -66,7 +70,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-remote-cache", action="store_true",
                    help="do not read or update the layer cache in the registry (docs/cache.md): build every layer "
                         "the store lacks")
+    p.add_argument("--dry-run", action="store_true",
+                   help="build nothing: print the rebuild graph (as `lamina plan`: layers to build and why, bytes to push)")
     add_json(p, "a summary (digests, layers, pushes)")
+    p.add_argument("--report", metavar="FILE",
+                   help="also write the layer report of the built images (FILE.html: a page, else JSON; see lamina report)")
+    supply = p.add_argument_group("supply chain (docs/supply-chain.md)")
+    supply.add_argument("--sign", type=Path, metavar="KEY",
+                        help="sign the pushed images with KEY (cosign's format, `lamina keygen`) and attach SLSA "
+                        "provenance signed with it; the password comes from LAMINA_KEY_PASSWORD or COSIGN_PASSWORD, "
+                        "else stdin")
+    supply.add_argument("--no-sbom", action="store_true",
+                        help="do not attach SBOMs to the images written to an OCI layout or pushed")
     add_registry(p)
     on = p.add_argument_group("building on another machine (docs/cache.md)")
     on.add_argument("--on", metavar="ssh://[USER@]HOST[:PORT][/DIR]",
@@ -84,7 +99,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.on:
         return run_on(args)
+    if args.dry_run:
+        from lamina.cli import plan
+
+        return plan.from_build(args)
     console = output.console
+    key = _signing_key(args)
     with open_session(args) as session:
         config, store = session.config, session.store
         names = session.images(args.images)
@@ -118,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
                 fetched = write_output(out, named, store, session.registries)
                 extra = f", fetched {output.size(fetched)} of base layers" if fetched else ""
                 console.print(f"wrote {out} in {time.monotonic() - started:.2f}s{extra}")
+                if out.kind == "oci" and not args.no_sbom:
+                    _attach_to_layout(session, out.path, named, key)
             reports = []
             if args.push:
                 targets = session.targets([n for n in named if not args.published_bases or n.name in names])
@@ -129,6 +151,13 @@ def run(args: argparse.Namespace) -> int:
                 if not args.no_remote_cache:
                     record_pushed(config, pushed_images(built, targets), store, session.registries, output.warn,
                                   remote)
+                if not args.no_sbom or key is not None:
+                    with output.status("attaching SBOMs and provenance…"):
+                        signed = attach_and_sign(config, store, session.registries, targets, key)
+                    for s in signed:
+                        console.print(f"signed {s.digest[:19]}" + ("" if s.added else " (already signed with this key)"))
+            if args.report:
+                _write_report(Path(args.report), built, {n.name: n.tag for n in named}, session)
     if args.json:
         output.print_json(build_summary(built, out, reports, remote))
     return 0
@@ -152,3 +181,37 @@ def run_on(args: argparse.Namespace) -> int:
     argv = remote_argv(args.argv, root, config)
     return build_there(host, root, argv, known_hosts=args.known_hosts, identity=args.identity,
                        lamina=args.remote_lamina, on_sent=sent)
+
+
+def _write_report(path: Path, built: list, tags: dict[str, str], session) -> None:
+    """The report of the platform images just built (``build --report``); see ``lamina report``."""
+    from lamina.report.locate import built_images
+    from lamina.report.write import analyze_with_store, write_report
+
+    several = len({b.platform for b in built}) > 1
+    images = [(f"{b.name}:{tags.get(b.name, session.tag)}" + (f" ({b.platform})" if several else ""), b.image)
+              for b in built]
+    with output.status("reading layers for the report…"):
+        report = analyze_with_store(built_images(images, session.store, session.registries), session.store)
+        write_report(path, report, title=session.config.root.name)
+    output.console.print(f"wrote the report to {path}")
+
+
+def _signing_key(args: argparse.Namespace) -> PrivateKey | None:
+    """The key of --sign, decrypted before anything is built (a wrong password fails at once)."""
+    if args.sign is None:
+        return None
+    if args.password_stdin and not any(v in os.environ for v in PASSWORD_VARIABLES):
+        raise UsageError("--password-stdin reads the registry password; the key's password must then come from "
+                         f"{PASSWORD_VARIABLES[0]} or {PASSWORD_VARIABLES[1]}")
+    return PrivateKey.load(args.sign, read_password())
+
+
+def _attach_to_layout(session, path: Path, named, key: PrivateKey | None) -> None:  # noqa: ANN001
+    """SBOMs (and with --sign the signed provenance) beside the images in the layout."""
+    try:
+        attach_to_layout(session.config, session.store, path, named, key)
+    except LaminaError as e:
+        if key is not None:
+            raise
+        output.console.print(f"[yellow]no SBOMs attached in {path}[/]: {e.message}")

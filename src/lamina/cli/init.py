@@ -1,9 +1,11 @@
-"""``lamina init``: write lamina.toml for a repository laid out like the seed."""
+"""``lamina init``: write lamina.toml for a repository, whatever its layout."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from rich.markup import escape
 
 from lamina.cli import output
 from lamina.cli.options import HelpFormatter, STORE_HELP, examples
@@ -14,12 +16,12 @@ from lamina.oci.store import BlobStore
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "init",
-        help="write lamina.toml for a repository laid out like the seed (libs/, apps/svc_*/)",
-        description="Look at a repository laid out like the seed (libs/requirements-base.txt, "
-        "libs/requirements-ml.txt, apps/svc_*/ with a requirements.txt each) and write lamina.toml into it: "
-        "one base image per requirements file, one service image per service folder, each service on base-ml when "
-        "its requirements or imports need an ML-only distribution (else base-runtime), running the ASGI app found "
-        "in its code. Reads the repository (and PyPI metadata through the store); writes only lamina.toml. "
+        help="write lamina.toml for a repository (apps/*, services/*, src/*, packages, uv workspace, Poetry)",
+        description="Look at a repository (the seed's libs/ + apps/svc_*/, services/*, src/*, top-level "
+        "packages, a uv workspace, a Poetry project) and write lamina.toml into it: one service image per service "
+        "folder with its dependency source (requirements.txt, pyproject.toml, uv.lock), entry point (ASGI/WSGI app, "
+        "gRPC server, __main__), port and health check; shared requirements in base-runtime, ML stacks on base-ml. "
+        "What it cannot decide is written as a comment. Reads the repository (and PyPI metadata through the store); writes only lamina.toml. "
         "The seed's build args (REGISTRY, OWNER, VERSION, BASE_VERSION) are flags here.",
         formatter_class=HelpFormatter,
         epilog=examples(
@@ -44,12 +46,14 @@ def run(args: argparse.Namespace) -> int:
         path, layout = init_project(root, store=store, registry=args.registry, owner=args.owner,
                                     version=args.version, base_version=args.base_version)
     console = output.console
-    console.print(f"wrote {path}")
-    console.print(f"  base requirements: {layout.base_requirements.relative_to(root)}"
-                  + (f", ML requirements: {layout.ml_requirements.relative_to(root)}" if layout.ml_requirements else ""))
+    console.print(f"wrote {path} (layout: {layout.kind})")
+    for note in layout.notes:
+        console.print(f"  [yellow]note:[/] {escape(note)}")
     for service in layout.services:
-        base = "base-ml" if service.name in layout.ml_services else "base-runtime"
-        app = layout.apps.get(service.name) or "no ASGI app found (set its command)"
-        console.print(f"  {service.relative_to(root)} → on {base}, runs {app}")
+        entry = service.entry
+        runs = f"{entry.kind}: {' '.join(entry.command)}" if entry else "nothing found to run (set its command)"
+        port = f", port {service.port} ({service.port_from})" if service.port else ""
+        console.print(f"  {escape(str(service.folder.relative_to(root)) or '.')} → on {service.base}, "
+                      f"deps from {service.source or 'none'}{port}, {escape(runs)}")
     console.print("next: lamina check, then lamina build")
     return 0

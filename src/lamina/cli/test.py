@@ -9,6 +9,7 @@ from lamina.cli import output
 from lamina.cli.options import HelpFormatter, add_config, add_output, examples, open_session
 from lamina.errors import UsageError
 from lamina.publish import Output, write_output
+from lamina.config.services import HEALTH_LABEL
 from lamina.runtime import HealthTest, Podman
 
 
@@ -57,11 +58,14 @@ def run(args: argparse.Namespace) -> int:
             write_output(out, named, session.store, session.registries)
     failed = 0
     for n in (n for n in named if n.name in names):
-        healthcheck = n.images[0].config.json().get("config", {}).get("Healthcheck") or {}
+        image_config = n.images[0].config.json().get("config", {})
+        healthcheck = image_config.get("Healthcheck") or {}
+        describe = (image_config.get("Labels") or {}).get(HEALTH_LABEL, "")
         with output.status(f"testing [bold]{n.ref_name}[/]: waiting for its health check…"):
-            result = HealthTest(podman, f"oci:{out.path}:{n.ref_name}", healthcheck).run()
+            result = HealthTest(podman, f"oci:{out.path}:{n.ref_name}", healthcheck, describe=describe).run()
         if result.healthy:
-            console.print(f"[green]healthy[/] {n.ref_name} in {result.seconds:.1f}s ({result.checks} checks)")
+            console.print(f"[green]healthy[/] {n.ref_name} in {result.seconds:.1f}s ({result.checks} checks"
+                          + (f", {output.escape(describe)})" if describe else ")"))
         else:
             failed += 1
             console.print(f"[bold red]unhealthy[/] {n.ref_name}: {result.detail}")

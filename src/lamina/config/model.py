@@ -22,6 +22,10 @@ DEFAULT_OUTPUT = "oci:build/oci"
 #: What a service's code layers leave out: build inputs and caches, not code (so bumping a requirement
 #: changes the package layers only).
 CODE_EXCLUDES = ("__pycache__", ".git", "*.pyc", "requirements*.txt")
+#: Folders a service's code layer leaves out (and ``lamina check`` does not read) unless configured.
+TEST_FOLDERS = ("tests", "test")
+#: What lamina writes into a project: never an image's code, never a service folder.
+OUTPUT_FOLDERS = ("build", ".lamina", "dist", ".venv", "venv", "node_modules", "__pycache__", ".git")
 ENV_OVERRIDES = {
     "registry": "LAMINA_REGISTRY",
     "owner": "LAMINA_OWNER",
@@ -56,20 +60,43 @@ class ImageSpec:
     annotations: Mapping[str, str] = field(default_factory=dict)
     repository: str | None = None
     tags: tuple[str, ...] = ()
+    #: This base's own ``base_version`` (wins over the project's): set by ``lamina update`` when only
+    #: some bases changed, so the others and the images on them keep their tags and digests.
+    base_version: str | None = None
     packages: tuple[str, ...] = ()
     requirements: tuple[Path, ...] = ()
     python_packages: tuple[str, ...] = ()
+    #: Dependency sources other than requirements files (pyproject.toml, uv.lock).
+    sources: tuple[DependencySource, ...] = ()
     python: str | None = None
     service: ServiceCode | None = None
 
     @property
     def uses_python(self) -> bool:
-        return bool(self.requirements or self.python_packages)
+        return bool(self.requirements or self.python_packages or self.sources)
 
     @property
     def platform(self) -> Platform:
         """The first of its platforms (the only one of a single-platform image)."""
         return self.platforms[0]
+
+
+@dataclass(frozen=True)
+class DependencySource:
+    """Where an image's Python requirements are declared when it is not a requirements file:
+    ``pyproject.toml`` (PEP 621 dependencies with ``extras``, or Poetry's) or ``uv.lock`` (the pins of
+    workspace member ``package``)."""
+
+    kind: str  # "pyproject" | "uv.lock"
+    path: Path
+    extras: tuple[str, ...] = ()
+    package: str | None = None
+
+    @property
+    def label(self) -> str:
+        extras = f"[{','.join(self.extras)}]" if self.extras else ""
+        member = f"#{self.package}" if self.package else ""
+        return f"{self.path.parent.name}/{self.path.name}{extras}{member}"
 
 
 @dataclass(frozen=True)
@@ -84,6 +111,26 @@ class ServiceCode:
     root: Path = Path(".")
     port: int = 8000
     table: str = "services"
+    #: ``module:attr`` or ``module:factory()`` of its ASGI/WSGI app, when lamina.toml names it.
+    app: str | None = None
+    #: ``uvicorn`` or ``gunicorn`` (None: by the app's framework).
+    server: str | None = None
+    #: The health check as lamina.toml states it (None: chosen by the kind of service found).
+    health: str | tuple[str, ...] | None = None
+    #: Project folders on the image's ``sys.path`` besides the project root (``src/`` layouts, projects).
+    import_roots: tuple[Path, ...] = ()
+    #: Folder names neither shipped nor checked (tests).
+    tests: tuple[str, ...] = TEST_FOLDERS
+    #: The service's own pyproject.toml (console scripts), if any.
+    pyproject: Path | None = None
+
+    def image_path(self, path: Path) -> str:
+        """Where a project path is in the image (code is shipped under /app)."""
+        return "/app/" + path.relative_to(self.root).as_posix() if path != self.root else "/app"
+
+    @property
+    def python_path(self) -> list[str]:
+        return list(dict.fromkeys(["/app", *(self.image_path(r) for r in self.import_roots)]))
 
 
 @dataclass(frozen=True)
@@ -106,6 +153,8 @@ class ProjectConfig:
     owner: str | None = None
     version: str | None = None
     base_version: str | None = None
+    #: How ``lamina update`` moves a base's version: patch (v1.0.1 → v1.0.2), minor, major or date.
+    base_version_scheme: str = "patch"
     format: Format = "oci"
     compression: Compression = "gzip"
     output: str = DEFAULT_OUTPUT

@@ -16,6 +16,7 @@ from typing import Any, get_args
 from lamina.config.model import (
     CONFIG_NAME,
     CopySpec,
+    DependencySource,
     ImageSpec,
     ProjectConfig,
     PythonSettings,
@@ -136,6 +137,8 @@ class _Reader:
         for key in ("registry", "owner", "version", "base_version", "output", "source", "revision"):
             if (v := self.get("project", proj, key, (str, int, float), "a string")) is not None:
                 values[key] = str(v)
+        values["base_version_scheme"] = self.choice("project", proj, "base_version_scheme",
+                                                    ("patch", "minor", "major", "date"), "patch")
         values["format"] = self.choice("project", proj, "format", get_args(Format), "oci")
         values["compression"] = self.choice("project", proj, "compression", get_args(Compression), "gzip")
         values["insecure_registries"] = tuple(self.str_list("project", proj, "insecure_registries") or ())
@@ -224,6 +227,7 @@ class _Reader:
             raise self.error(table, "from", f"expected a Debian release such as \"debian:bookworm\", got {base!r}")
         repository = self.get(table, body, "repository", str, "a repository such as \"owner/name\"")
         packages = self.packages(table, body, base or "scratch")
+        deps = self.dependencies(table, body)
         return ImageSpec(
             name=name,
             base=base or "scratch",
@@ -234,20 +238,40 @@ class _Reader:
             annotations=self.str_map(table, body, "annotations"),
             repository=repository,
             tags=tuple(self.str_list(table, body, "tags") or ()),
+            base_version=self.get(table, body, "base_version", str, "a tag such as \"v1.0.2\""),
             packages=packages,
-            requirements=tuple(self.requirement_files(table, body)),
+            requirements=tuple(d for d in deps if isinstance(d, Path)),
+            sources=tuple(d for d in deps if isinstance(d, DependencySource)),
             python_packages=tuple(self.str_list(table, body, "python_packages") or ()),
             python=self.get(table, body, "python", str, "the interpreter's path, e.g. \"/usr/bin/python3.11\""),
         )
 
     def requirement_files(self, table: str, body: Mapping[str, Any]) -> list[Path]:
-        files = []
-        for name in self.str_list(table, body, "requirements") or []:
-            path = (self.path.parent / name).absolute()
-            if not path.is_file():
-                raise self.error(table, "requirements", f"{path} does not exist", "paths are relative to lamina.toml")
-            files.append(path)
-        return files
+        return [d for d in self.dependencies(table, body) if isinstance(d, Path)]
+
+    def dependencies(self, table: str, body: Mapping[str, Any]) -> list[Path | DependencySource]:
+        """``requirements``: requirements files, ``pyproject.toml[EXTRA,...]`` or ``uv.lock#MEMBER``."""
+        return [self.dependency(table, name, self.path.parent) for name in self.str_list(table, body, "requirements") or []]
+
+    def dependency(self, table: str, text: str, folder: Path, member: str | None = None) -> Path | DependencySource:
+        """One dependency source, relative to ``folder``: a requirements file, a pyproject.toml
+        (with extras in brackets) or a uv.lock (``#member`` names the workspace member)."""
+        m = re.fullmatch(r"\s*([^\[#]+?)\s*(?:\[([^\]]*)\])?\s*(?:#\s*(\S+))?\s*", text)
+        if not m:
+            raise self.error(table, "requirements", f"cannot read {text!r}",
+                             "write a file (\"requirements.txt\"), \"pyproject.toml[extra]\" or \"uv.lock#member\"")
+        path = (folder / m.group(1)).absolute()
+        if not path.is_file():
+            raise self.error(table, "requirements", f"{path} does not exist",
+                             "paths are relative to lamina.toml (to the service folder under [services])")
+        extras = tuple(e.strip() for e in (m.group(2) or "").split(",") if e.strip())
+        if path.name == "uv.lock":
+            return DependencySource("uv.lock", path, extras, m.group(3) or member)
+        if path.suffix == ".toml":
+            return DependencySource("pyproject", path, extras)
+        if extras or m.group(3):
+            raise self.error(table, "requirements", f"{text!r}: extras and members apply to pyproject.toml and uv.lock")
+        return path
 
     def packages(self, table: str, body: Mapping[str, Any], base: str) -> tuple[str, ...]:
         names = self.str_list(table, body, "packages") or []
@@ -369,17 +393,17 @@ class _Reader:
 
 
 _PROJECT_KEYS = dict.fromkeys(
-    ["registry", "owner", "version", "base_version", "format", "compression", "output", "insecure_registries", "source", "revision", "platform", "cache", "cache_from",
+    ["registry", "owner", "version", "base_version", "base_version_scheme", "format", "compression", "output", "insecure_registries", "source", "revision", "platform", "cache", "cache_from",
      "platforms", "debian_mirror", "debian_security_mirror", "debian_suites", "debian_keyring"]
 )
 _IMAGE_KEYS = dict.fromkeys(
     ["from", "platform", "copy", "symlinks", "env", "workdir", "user", "entrypoint", "cmd", "expose", "labels", "healthcheck",
-     "annotations", "repository", "tags", "packages", "requirements", "python_packages", "python", "platforms"]
+     "annotations", "repository", "tags", "base_version", "packages", "requirements", "python_packages", "python", "platforms"]
 )
 _PYTHON_KEYS = dict.fromkeys(["index_url", "extra_index_urls", "find_links", "manylinux", "no_index"])
 _SERVICE_KEYS = dict.fromkeys(
     ["glob", "exclude", "base", "ship", "requirements", "python_packages", "packages", "port", "health", "user", "command", "env",
-     "labels", "platform", "platforms"]
+     "labels", "platform", "platforms", "app", "server", "workdir", "copy", "tests"]
 )
 _COPY_KEYS = dict.fromkeys(["src", "dest", "mode", "owner", "exclude"])
 _HEALTH_KEYS = dict.fromkeys(["test", "interval", "timeout", "start_period", "retries"])

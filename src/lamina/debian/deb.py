@@ -38,6 +38,8 @@ class Deb:
     control: str
     md5sums: str
     entries: list[Entry]
+    #: The ``postinst`` maintainer script (read for the alternatives it installs, never run).
+    postinst: str = ""
 
 
 def ar_members(data: bytes) -> Iterator[tuple[str, bytes]]:
@@ -86,21 +88,22 @@ def read_deb(data: bytes, *, label: str = "package") -> Deb:
     data_name = next((n for n in members if n.startswith("data.tar")), None)
     if control_name is None or data_name is None:
         raise DebError(f"{label} lacks control.tar or data.tar")
-    control, md5sums = _read_control(decompress(control_name, members[control_name]), label)
+    control, md5sums, postinst = _read_control(decompress(control_name, members[control_name]), label)
     entries = _entries(decompress(data_name, members[data_name]), label)
-    return Deb(control, md5sums, entries)
+    return Deb(control, md5sums, entries, postinst)
 
 
-def _read_control(raw: bytes, label: str) -> tuple[str, str]:
+def _read_control(raw: bytes, label: str) -> tuple[str, str, str]:
     files: dict[str, bytes] = {}
     with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
         for member in tar:
             name = member.name.removeprefix("./")
-            if member.isfile() and name in ("control", "md5sums"):
+            if member.isfile() and name in ("control", "md5sums", "postinst"):
                 files[name] = tar.extractfile(member).read()  # type: ignore[union-attr]
     if "control" not in files:
         raise DebError(f"{label} has no control file")
-    return files["control"].decode("utf-8"), files.get("md5sums", b"").decode("utf-8", "surrogateescape")
+    return (files["control"].decode("utf-8"), files.get("md5sums", b"").decode("utf-8", "surrogateescape"),
+            files.get("postinst", b"").decode("utf-8", "replace"))
 
 
 def _entries(raw: bytes, label: str) -> list[Entry]:

@@ -35,6 +35,7 @@ from lamina.debian.archive import (
     suites_for,
 )
 from lamina.debian.deb import read_deb
+from lamina.debian.ldcache import FACTS_FORMAT, package_facts, system_state_entries
 from lamina.debian.resolve import Index, Installed, resolve
 from lamina.debian.status import read_base_facts, status_entries
 from lamina.debian.system import APP_USER, postinst_entries, system_entries
@@ -56,6 +57,9 @@ BUCKETS = 8
 #: Bump when the way packages become layer entries changes (invalidates cached package layers).
 LAYER_FORMAT = "1"
 LOCK_KIND = "debian"
+#: Store records of each package's libraries and alternatives (by .deb sha256), and the layer's format.
+FACTS_KIND = "deb-libraries"
+LDCACHE_FORMAT = "1"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -114,6 +118,9 @@ class DebianState:
     release: str
     arch: str
     installed: Mapping[str, Installed] = field(default_factory=dict)
+    #: name → lock record (with its ``url``) of each package lamina installed, base's included: what the
+    #: ld.so.cache and alternatives of an image are computed from.
+    debs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
         if not self.installed:
@@ -206,7 +213,7 @@ class Debian:
         if is_debian_base(spec.base):
             return DebianState(release_of(spec.base), arch)
         if prior is not None:
-            return DebianState(prior.release, arch, prior.installed)
+            return DebianState(prior.release, arch, prior.installed, prior.debs)
         if base_image is None:
             raise ConfigError(f"image {spec.name!r} lists packages but its base {spec.base} is not Debian-based",
                               hint="use from = \"debian:bookworm\" or a Debian-based image")
@@ -268,8 +275,9 @@ class Debian:
     # layers -----------------------------------------------------------------------------------
 
     def layers(self, spec: ImageSpec, after: DebianState, section: Mapping[str, Any], *, media_type: str,
-               mtime: int) -> PreparedLayers:
-        """Describe the image's Debian layers and download what the uncached ones need."""
+               mtime: int, download: bool = True) -> PreparedLayers:
+        """Describe the image's Debian layers and download what the uncached ones need (not with
+        ``download`` False: a dry run)."""
         packages = packages_of(section)
         urls = {s["suite"]: s["url"] for s in section["sources"]}
         layers: list[tuple[LayerSpec, tuple[Component, ...]]] = []
@@ -286,8 +294,39 @@ class Debian:
             spec_ = LayerSpec(lambda group=group: package_layer_entries(self.store, group), description, key=key)
             layers.append((spec_, tuple(_component(p, urls, spec.name) for p in group)))
         downloads = [Download(f"{urls[p.suite].rstrip('/')}/{p.filename}", p.digest, p.size, p.label) for p in needed]
-        fetched = self.archive.fetch(downloads, self.on_status)
+        if packages and set(after.debs) >= set(after.installed):
+            state_layer, missing = self._system_state_layer(after, media_type, mtime)
+            layers.append((state_layer, (Component("files", "ld.so.cache and alternatives", origin="lamina"),)))
+            have = {d.digest for d in downloads}
+            downloads += [d for d in missing if d.digest not in have]
+        fetched = self.archive.fetch(downloads, self.on_status) if download else 0
         return PreparedLayers(layers, fetched)
+
+
+    def _system_state_layer(self, after: DebianState, media_type: str, mtime: int) -> tuple[LayerSpec, list[Download]]:
+        """The layer with what ldconfig and update-alternatives would write for all the image's packages
+        (:mod:`lamina.debian.ldcache`), and the ``.deb`` files it needs that the store lacks."""
+        records = [after.debs[name] for name in sorted(after.debs)]
+        key = input_key("debian-system-state", LDCACHE_FORMAT, after.arch, *(f"{r['name']}={r['sha256']}" for r in records))
+        missing: list[Download] = []
+        if cached_layer(self.store, key, media_type, mtime) is None:
+            for r in records:
+                digest = "sha256:" + r["sha256"]
+                if self.store.get_key(FACTS_KIND, r["sha256"]) is None and not self.store.has(digest):
+                    missing.append(Download(r["url"], digest, int(r["size"]), f"{r['name']}_{r['version']}_{r['arch']}.deb"))
+        arch = after.arch
+        return LayerSpec(lambda: system_state_entries([self.facts(r) for r in records], arch),
+                         "ld.so.cache and alternatives", key=key), missing
+
+    def facts(self, record: Mapping[str, Any]) -> Mapping[str, Any]:
+        """A package's libraries, library folders and alternatives, read once from its ``.deb``."""
+        found = self.store.get_key(FACTS_KIND, record["sha256"])
+        if found is not None and found.get("format") == FACTS_FORMAT:
+            return found
+        deb = read_deb(self.store.read_bytes("sha256:" + record["sha256"]), label=record["name"])
+        facts = package_facts(deb.entries, deb.postinst)
+        self.store.put_key(FACTS_KIND, record["sha256"], facts)
+        return facts
 
 
 def packages_of(section: Mapping[str, Any]) -> list[LockedPackage]:
@@ -296,10 +335,12 @@ def packages_of(section: Mapping[str, Any]) -> list[LockedPackage]:
 
 def installed_after(before: DebianState, section: Mapping[str, Any]) -> DebianState:
     """What the image has installed once the section's packages are."""
+    urls = {s["suite"]: s["url"] for s in section.get("sources", [])}
     return DebianState(before.release, before.arch, {
         **before.installed,
         **{p.name: Installed(p.name, p.version, p.arch, p.provides) for p in packages_of(section)},
-    })
+    }, {**before.debs, **{p.name: {**p.to_lock(), "url": f"{urls.get(p.suite, '').rstrip('/')}/{p.filename}"}
+                          for p in packages_of(section)}})
 
 
 def _component(p: LockedPackage, urls: Mapping[str, str], image: str) -> Component:

@@ -34,6 +34,8 @@ class Release:
     files: Mapping[str, tuple[str, int]]
     by_hash: bool
     arch_all_in_arch_indexes: bool
+    #: The point release (``12.12``; empty for a suite that has none, such as -security).
+    version: str = ""
 
     def index_path(self, arch: str) -> str | None:
         """The best ``Packages`` file of ``arch`` this release lists (xz, then gz, then plain)."""
@@ -114,6 +116,7 @@ def parse_release(text: str, suite: Suite, digest: str) -> Release:
         files=files,
         by_hash=release.get("Acquire-By-Hash", "no") == "yes",
         arch_all_in_arch_indexes=release.get("No-Support-for-Architecture-all", "") == "Packages",
+        version=release.get("Version", ""),
     )
 
 

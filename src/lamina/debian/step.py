@@ -33,15 +33,26 @@ class DebianStep:
         section, resolved = self.session.section(ctx.spec, before, ctx.lock_section(self.kind))
         after = installed_after(before, section)
         result = StepResult(self.kind, after, section, resolved, env=debian_env(ctx.spec, after, ctx.base_env),
-                            os_packages=os_packages(after))
+                            os_packages=os_packages(after), facts=distro_facts(after))
         if ctx.fetch:
-            prepared = self.session.layers(ctx.spec, after, section, media_type=ctx.media_type, mtime=ctx.mtime)
+            prepared = self.session.layers(ctx.spec, after, section, media_type=ctx.media_type, mtime=ctx.mtime,
+                                           download=ctx.download)
             result.layers = [StepLayer(spec, components) for spec, components in prepared.layers]
             result.added, result.downloaded = len(packages_of(section)), prepared.downloaded
         return result
 
     def close(self) -> None:
         self.session.close()
+
+
+#: Debian's release names and numbers (the purl qualifier ``distro=debian-12``).
+RELEASE_NUMBERS = {"buster": "10", "bullseye": "11", "bookworm": "12", "trixie": "13", "forky": "14"}
+
+
+def distro_facts(state: DebianState) -> dict[str, str]:
+    """``distro = "debian-12"`` (and the release name) for the image's inventory."""
+    number = RELEASE_NUMBERS.get(state.release)
+    return {"debian_release": state.release, **({"distro": f"debian-{number}"} if number else {})}
 
 
 def os_packages(state: DebianState) -> dict[str, str]:

@@ -39,6 +39,8 @@ def tag_expr(export: Export, spec: ImageSpec) -> str:
     config = export.config
     if spec.tags:
         return spec.tags[0]
+    if spec.service is None and spec.base_version:  # a base moved on its own by `lamina update`
+        return spec.base_version
     if spec.service is None:
         return "${BASE_VERSION}" if config.base_version else (config.version or "latest")
     return "${VERSION}"

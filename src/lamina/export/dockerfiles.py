@@ -195,6 +195,8 @@ def _labels(export: Export, spec: ImageSpec) -> dict[str, str]:
         labels["org.opencontainers.image.version"] = spec.tags[0]
     elif spec.service is not None:
         labels["org.opencontainers.image.version"] = "${VERSION}"
+    elif spec.base_version:
+        labels["org.opencontainers.image.version"] = spec.base_version
     elif config.base_version:
         labels["org.opencontainers.image.version"] = "${BASE_VERSION}"
     if config.source:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import canonicalize_name
+
 from lamina.config import ImageSpec, PythonSettings
 from lamina.errors import LaminaError, LockStaleError
 from lamina.inventory import Component
@@ -22,8 +24,10 @@ from lamina.oci.model import Image, Platform, env_of
 from lamina.oci.store import BlobStore
 from lamina.python.check import ERROR, Finding, allows
 from lamina.python.layers import LAYER_BUDGET, PythonLayers, check_budget, group_dists
-from lamina.python.requirements import DeclaredRequirement, read_requirements
+from lamina.python.requirements import DeclaredRequirement, hashed_lock, read_requirements
 from lamina.python.resolve import Indexes, LockedDist, inputs_fingerprint, resolve
+from lamina.python.sdist import build_wheel
+from lamina.python.sources import materialize
 from lamina.python.target import PythonTarget, target_from_config
 from lamina.python.venv import venv_entries, venv_env
 from lamina.python.wheels import fetch_wheels
@@ -78,7 +82,7 @@ class PythonSession:
     (paths in lock sections are relative to it)."""
 
     def __init__(self, store: BlobStore, settings: PythonSettings, root: Path, *, locked: bool = False,
-                 update: Iterable[str] = (), lock_name: str = "lamina.lock",
+                 update: Iterable[str] = (), upgrade: Iterable[str] = (), lock_name: str = "lamina.lock",
                  on_status: Callable[[str], None] | None = None, remote: RemoteLayers | None = None) -> None:
         self.store = store
         #: The registry's layer cache: a layer it has needs no wheel downloaded.
@@ -88,6 +92,9 @@ class PythonSession:
         self.indexes = indexes_of(settings)
         self.locked = locked
         self.update = set(update)
+        #: When set, an image re-resolved because it is in ``update`` keeps every other distribution it
+        #: locked at its version (``lamina update PACKAGE``): only these move (and what they need).
+        self.upgrade = {canonicalize_name(n) for n in upgrade}
         self.lock_name = lock_name
         self.on_status = on_status
         self._layer_sets: list[PythonLayers] = []
@@ -104,7 +111,7 @@ class PythonSession:
         minor = _minor_from_env(env)
         interpreter = spec.python or (f"/usr/bin/python{minor}" if debian_python and minor else None)
         return target_from_config(config, platform, interpreter=interpreter, manylinux=self.settings.manylinux,
-                                  where=f"image {spec.name!r}")
+                                  where=f"image {spec.name!r} for {platform}")
 
     def lock_image(self, spec: ImageSpec, target: PythonTarget, base_state: PythonState | None,
                    current: Mapping[str, Any] | None, *,
@@ -112,10 +119,11 @@ class PythonSession:
         """The image's lock section (``current`` when fresh; re-resolved when stale or asked to), the
         resulting state, and whether it was resolved now."""
         constraints = base_state.pins if base_state else {}
-        declared = [r for path in spec.requirements for r in read_requirements(path)]
+        files = self.requirement_files(spec)
+        declared = [r for path in files for r in read_requirements(path)]
         self._check_pins(spec, declared, base_state)
         extra = list(spec.python_packages) + ([t for t in VENV_TOOLS if t not in constraints] if makes_venv else [])
-        fingerprint = inputs_fingerprint(spec.requirements, extra, target, constraints, self.indexes)
+        fingerprint = inputs_fingerprint(files, extra, target, constraints, self.indexes)
         section = dict(current) if current is not None else None
         fresh = section is not None and section.get("inputs") == fingerprint and spec.name not in self.update
         if not fresh:
@@ -124,7 +132,10 @@ class PythonSession:
                 raise LockStaleError(f"the Python packages of {spec.name!r} ({target.platform}) are {state} "
                                      f"{self.lock_name}",
                                      hint="run `lamina lock` and commit the lock file, or build without --locked")
-            section = self._resolve(spec, target, extra, constraints, fingerprint)
+            held = {} if not self.upgrade or section is None else {
+                str(d["name"]): str(d["version"]) for d in section.get("dists", [])
+                if canonicalize_name(str(d["name"])) not in self.upgrade and d["name"] not in constraints}
+            section = self._resolve(spec, files, target, extra, constraints, fingerprint, held)
         added = [LockedDist.from_lock(d) for d in section["dists"]]
         dists = dict(base_state.dists) if base_state else {}
         dists.update({d.name: d for d in added})
@@ -150,12 +161,38 @@ class PythonSession:
         if findings:
             raise PinConflict(spec.name, findings)
 
-    def _resolve(self, spec: ImageSpec, target: PythonTarget, extra: Sequence[str], constraints: Mapping[str, str],
-                 fingerprint: str) -> dict[str, Any]:
+    def requirement_files(self, spec: ImageSpec) -> list[Path]:
+        """The image's requirements files, its pyproject.toml and uv.lock sources written as such."""
+        folder = self.store.tmp_dir / "requirements"
+        return [*spec.requirements, *(materialize(source, folder) for source in spec.sources)]
+
+    def _resolve(self, spec: ImageSpec, files: Sequence[Path], target: PythonTarget, extra: Sequence[str],
+                 constraints: Mapping[str, str], fingerprint: str,
+                 held: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Resolve with the base's pins as constraints; ``held`` pins are kept too when they can be (a
+        resolution they make impossible is done again without them). A hashed requirements file is the
+        lock itself: exactly its pins, each wheel checked against its hashes."""
         if self.on_status:
             self.on_status(f"resolving Python packages of {spec.name} for {target.describe()}")
-        dists = resolve(spec.requirements, target, extra=extra, constraints=constraints, indexes=self.indexes,
-                        where=f"image {spec.name!r}")
+        if not files and not extra:  # a service with no requirements of its own, on a base with a venv
+            return {"python": target.version, "platform": target.uv_platform, "venv": target.venv,
+                    "inputs": fingerprint, "requirements": [], "dists": []}
+        where = f"image {spec.name!r} for {target.platform} (Python {target.minor})"
+        locks = [hashed_lock(path) for path in files]
+        exact = bool(files) and all(lock is not None for lock in locks)
+        dists = None
+        if held and not exact:
+            try:
+                dists = resolve(files, target, extra=extra, constraints={**held, **constraints},
+                                indexes=self.indexes, where=where)
+            except LaminaError:
+                dists = None  # what was asked to move needs another version of a held one
+        if dists is None:
+            dists = resolve(files, target, extra=extra, constraints=constraints, indexes=self.indexes,
+                            where=where, no_deps=exact)
+        check_hashes(spec.name, [r for lock in locks if lock for r in lock], dists, exact=exact)
+        dists = [build_wheel(d, self.store, self.indexes, where=f"image {spec.name!r}") if d.unbuilt_sdist else d
+                 for d in dists]
         added = [d for d in dists if d.name not in constraints]
         changed = [d for d in dists if d.name in constraints and d.version != constraints[d.name]]
         if changed:
@@ -166,7 +203,8 @@ class PythonSession:
             "platform": target.uv_platform,
             "venv": target.venv,
             "inputs": fingerprint,
-            "requirements": [_relative(p, self.root) for p in spec.requirements] + list(extra),
+            "requirements": ([_relative(p, self.root) for p in spec.requirements] + [s.label for s in spec.sources]
+                             + list(extra)),
             "dists": [d.to_lock() for d in added],
         }
         return section
@@ -184,9 +222,10 @@ class PythonSession:
 
     def prepare(self, spec: ImageSpec, platform: Platform, base: Image | None, base_state: PythonState | None,
                 current: Mapping[str, Any] | None, *, own_env: Mapping[str, str], debian_python: bool,
-                media_type: str, mtime: int, fetch: bool = True, uid: int = 0, gid: int = 0) -> PreparedPython:
+                media_type: str, mtime: int, fetch: bool = True, download: bool = True, uid: int = 0,
+                gid: int = 0) -> PreparedPython:
         """Lock (or resolve) the image's distributions; with ``fetch``, fetch the wheels the uncached
-        layers need and describe the layers."""
+        layers need (unless not ``download``: a dry run) and describe the layers."""
         target, makes_venv, env = self.plan(spec, platform, base, base_state, own_env=own_env,
                                             debian_python=debian_python)
         section, state, resolved = self.lock_image(spec, target, base_state, current, makes_venv=makes_venv)
@@ -196,7 +235,7 @@ class PythonSession:
             return prepared
         groups = group_dists(added)
         check_budget(spec.name, len(base.layers) if base else 0, len(groups) + 1)
-        needed = self._uncached(groups, target, media_type, mtime, uid, gid)
+        needed = self._uncached(groups, target, media_type, mtime, uid, gid) if download else []
 
         def count(_: LockedDist, size: int) -> None:
             prepared.downloaded += size
@@ -232,6 +271,28 @@ class PythonSession:
         for layer_set in self._layer_sets:
             layer_set.cleanup()
         self._layer_sets.clear()
+
+
+def check_hashes(image: str, hashed: Sequence[DeclaredRequirement], dists: Sequence[LockedDist], *,
+                 exact: bool) -> None:
+    """pip's ``--require-hashes``: each chosen wheel's sha256 is one the file lists for that pin; with
+    ``exact`` (every file a hashed lock), the distributions are exactly the file's pins."""
+    by_name = {r.name: r for r in hashed}
+    for dist in dists:
+        req = by_name.get(dist.name)
+        if req is None:
+            if exact and dist.name not in VENV_TOOLS:
+                raise LaminaError(f"image {image!r}: {dist.pin} was added, but the hashed requirements list every "
+                                  "distribution and do not name it", hint="regenerate the file with pip-compile")
+            continue
+        if req.pinned is not None and dist.version != req.pinned:
+            raise LaminaError(f"image {image!r}: {req.where} pins {req.name}=={req.pinned}, but {dist.version} was chosen",
+                              hint="a base image pins another version: align the two files")
+        if dist.sha256 not in req.hashes:
+            raise LaminaError(f"{req.where}: {dist.filename} (the wheel for this platform) has sha256 {dist.sha256}, "
+                              f"which is not among the {len(req.hashes)} hashes listed for {req.name}",
+                              hint="the file's hashes are for other files; regenerate it with "
+                              "`pip-compile --generate-hashes` (or add this wheel's hash)")
 
 
 def _component(dist: LockedDist, origin: str, target: PythonTarget) -> Component:

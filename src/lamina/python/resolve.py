@@ -58,10 +58,19 @@ class LockedDist:
     url: str
     sha256: str
     size: int | None = None
+    #: For a wheel lamina built from a pure-Python sdist: the sdist's sha256 (``url`` is the sdist's,
+    #: ``sha256`` and ``size`` the wheel's) and the wheel's file name.
+    sdist_sha256: str | None = None
+    wheel_name: str | None = None
 
     @property
     def filename(self) -> str:
-        return unquote(urlparse(self.url).path.rsplit("/", 1)[-1])
+        return self.wheel_name or unquote(urlparse(self.url).path.rsplit("/", 1)[-1])
+
+    @property
+    def unbuilt_sdist(self) -> bool:
+        """An sdist the resolver chose that is not built yet (its sha256 is the sdist's)."""
+        return self.sdist_sha256 is None and not self.filename.endswith(".whl")
 
     @property
     def pin(self) -> str:
@@ -71,13 +80,18 @@ class LockedDist:
         out: dict[str, object] = {"name": self.name, "version": self.version, "url": self.url, "sha256": self.sha256}
         if self.size is not None:
             out["size"] = self.size
+        if self.sdist_sha256:
+            out["sdist_sha256"] = self.sdist_sha256
+            out["wheel"] = self.wheel_name
         return out
 
     @classmethod
     def from_lock(cls, data: Mapping[str, object]) -> LockedDist:
         size = data.get("size")
         return cls(str(data["name"]), str(data["version"]), str(data["url"]), str(data["sha256"]),
-                   int(size) if isinstance(size, int) else None)
+                   int(size) if isinstance(size, int) else None,
+                   str(data["sdist_sha256"]) if data.get("sdist_sha256") else None,
+                   str(data["wheel"]) if data.get("wheel") else None)
 
 
 def uv_binary() -> str:
@@ -115,8 +129,10 @@ def resolve(
     constraints: Mapping[str, str] | None = None,
     indexes: Indexes = Indexes(),
     where: str,
+    no_deps: bool = False,
 ) -> list[LockedDist]:
-    """Every distribution the requirements need on ``target``, each base pin kept as it is."""
+    """Every distribution the requirements need on ``target``, each base pin kept as it is. With
+    ``no_deps`` the requirements are taken as the complete set (a hashed lock file): nothing is added."""
     with tempfile.TemporaryDirectory(prefix="lamina-resolve-") as tmp:
         inputs = [str(p) for p in requirements]
         if extra:
@@ -130,11 +146,31 @@ def resolve(
             constraint_file = Path(tmp) / "base-constraints.txt"
             constraint_file.write_text("".join(f"{n}=={v}\n" for n, v in sorted(constraints.items())))
             cmd += ["--constraint", str(constraint_file)]
+        if no_deps:
+            cmd.append("--no-deps")
         env = {**os.environ, "UV_NO_CONFIG": "1"}
-        result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        sdists: list[str] = []
+        while True:
+            result = subprocess.run(cmd + [a for n in sdists for a in ("--no-binary", n)], capture_output=True,
+                                    text=True, env=env)
+            only_sdist = _sdist_only(result.stderr) if result.returncode != 0 else None
+            if only_sdist is None or only_sdist in sdists or len(sdists) >= MAX_SDISTS:
+                break
+            sdists.append(only_sdist)  # resolve again, taking that package's sdist (built later, if pure Python)
         if result.returncode != 0:
             raise _resolution_error(result.stderr, where, requirements)
-        return parse_pylock((Path(tmp) / "pylock.toml").read_text(), where, target)
+        return parse_pylock((Path(tmp) / "pylock.toml").read_text(), where, target, sdists=set(sdists))
+
+
+#: How many sdist-only packages one resolution may take (each costs a resolution and a build).
+MAX_SDISTS = 10
+
+
+def _sdist_only(stderr: str) -> str | None:
+    """The package uv could not resolve because it has no wheels at all (only an sdist)."""
+    m = re.search(r"Wheels are required for `([^`]+)`", stderr) or re.search(r"Because ([A-Za-z0-9_.-]+)[=<>!~\s][^\n]*?"
+                                                                          r"has no usable wheels", stderr)
+    return canonicalize_name(m.group(1)) if m else None
 
 
 def target_tags(target: PythonTarget) -> list[Tag]:
@@ -167,18 +203,26 @@ def best_wheel(wheels: Sequence[Mapping[str, Any]], ranking: Mapping[Tag, int]) 
     return ranked[0] if ranked and rank(ranked[0]) < len(ranking) else None
 
 
-def parse_pylock(text: str, where: str, target: PythonTarget | None = None) -> list[LockedDist]:
-    """The wheels of a ``pylock.toml`` written by ``uv pip compile`` (the best one per package)."""
+def parse_pylock(text: str, where: str, target: PythonTarget | None = None,
+                 sdists: set[str] = frozenset()) -> list[LockedDist]:  # type: ignore[assignment]
+    """The wheels of a ``pylock.toml`` written by ``uv pip compile`` (the best one per package); for the
+    packages in ``sdists``, their sdist (to be built)."""
     data = tomllib.loads(text)
     ranking = {tag: i for i, tag in enumerate(target_tags(target))} if target else None
     dists = []
     for package in data.get("packages", []):
         name = canonicalize_name(package["name"])
         wheels = package.get("wheels") or []
+        if not wheels and name in sdists and package.get("sdist"):
+            sdist = package["sdist"]
+            dists.append(LockedDist(name, str(package["version"]), sdist.get("url") or Path(sdist["path"]).absolute().as_uri(),
+                                    sdist["hashes"]["sha256"], sdist.get("size")))
+            continue
         wheel = wheels[0] if len(wheels) == 1 and ranking is None else (
             best_wheel(wheels, ranking) if ranking is not None else None)
         if wheel is None:
-            raise LaminaError(f"{where}: {name} {package.get('version')} has no wheel for this platform",
+            platform = target.platform if target else "this platform"
+            raise LaminaError(f"{where}: {name} {package.get('version')} has no wheel for {platform}",
                               hint="it is published as a source distribution only; pick a release with wheels")
         url = wheel.get("url") or Path(wheel["path"]).absolute().as_uri()
         dists.append(LockedDist(name, str(package["version"]), url, wheel["hashes"]["sha256"], _size(wheel, url)))

@@ -46,6 +46,8 @@ def fetch_wheels(
 
 
 def _fetch(client: httpx.Client, dist: LockedDist, store: BlobStore) -> int:
+    if dist.sdist_sha256:
+        return _rebuild(dist, store)
     parsed = urlparse(dist.url)
     if parsed.scheme == "file":
         return _copy_local(Path(unquote(parsed.path)), dist, store)
@@ -77,3 +79,19 @@ def _copy_local(path: Path, dist: LockedDist, store: BlobStore) -> int:
     except DigestMismatchError:
         raise DigestMismatchError(f"{path} does not match the sha256 in the lock ({dist.sha256})",
                                   hint="the local wheel was replaced; run `lamina lock` again if that was on purpose") from None
+
+
+def _rebuild(dist: LockedDist, store: BlobStore) -> int:
+    """A wheel the lock says lamina built from an sdist, and the store no longer has: built again, and
+    it must come out the same (the build is isolated, with a fixed SOURCE_DATE_EPOCH)."""
+    from lamina.python.resolve import Indexes
+    from lamina.python.sdist import RECORD_KIND, build_wheel
+
+    source = LockedDist(dist.name, dist.version, dist.url, dist.sdist_sha256 or "", None)
+    store.delete_key(RECORD_KIND, source.sha256) if hasattr(store, "delete_key") else None
+    built = build_wheel(source, store, Indexes(), where=dist.pin)
+    if built.sha256 != dist.sha256:
+        raise DigestMismatchError(f"the wheel built again from {dist.filename}'s sdist has sha256 {built.sha256}, "
+                                  f"the lock pins {dist.sha256}",
+                                  hint="its build is not reproducible; run `lamina lock` again")
+    return built.size or 0

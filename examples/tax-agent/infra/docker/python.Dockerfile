@@ -9,6 +9,7 @@ ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       ca-certificates=20230311+deb12u1 \
+      libc-bin=2.36-9+deb12u14 \
       libstdc++6=12.2.0-14+deb12u1 \
       netbase=6.4 \
       python3=3.11.2-1+b1 \

@@ -19,7 +19,8 @@ COPY --chown=1000:1000 apps/svc_forms/ ./apps/svc_forms/
 USER 1000:1000
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=3)"]
+    CMD ["python", "-c", "import sys\nimport urllib.request\ntry:\n    urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=3)\nexcept Exception as e:\n    sys.exit(f'GET http://127.0.0.1:8000/healthz failed: {type(e).__name__}: {e}')"]
 LABEL org.opencontainers.image.title="svc-forms" \
-      org.opencontainers.image.version="${VERSION}"
+      org.opencontainers.image.version="${VERSION}" \
+      dev.lamina.health="HTTP GET http://127.0.0.1:8000/healthz answering 2xx"
 CMD ["python", "-m", "uvicorn", "apps.svc_forms.main:app", "--host", "0.0.0.0", "--port", "8000"]

@@ -7,6 +7,7 @@ its digest before it is returned.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import threading
@@ -19,7 +20,7 @@ import httpx
 
 from lamina.errors import DigestMismatchError, RegistryError, RegistryUnreachableError
 from lamina.oci.digest import DigestWriter, is_digest, sha256_digest, verify
-from lamina.oci.mediatypes import MANIFEST_ACCEPT
+from lamina.oci.mediatypes import MANIFEST_ACCEPT, OCI_INDEX
 from lamina.oci.reference import DOCKER_HUB, DOCKER_HUB_API
 from lamina.oci.registry.auth import RegistryAuth
 from lamina.oci.registry.credentials import Credential, find_credential, search_description
@@ -271,6 +272,27 @@ class RegistryClient:
                 hint="the registry rewrote the manifest; push to a registry that stores manifests as sent",
             )
         return digest
+
+    def get_referrers(self, repo: str, digest: str, *, artifact_type: str | None = None) -> Fetched | None:
+        """The OCI 1.1 referrers index of ``digest`` (``GET /v2/<repo>/referrers/<digest>``), or None when
+        the registry has no referrers API (it answers 404, as distribution 2.8 does): use the tag schema then."""
+        path = f"/v2/{repo}/referrers/{digest}"
+        if artifact_type:
+            path += f"?artifactType={artifact_type}"
+        response = self._session.request(
+            "GET", path, expect=(200, 404), what=f"referrers of {self._manifest_name(repo, digest)}",
+            headers={"Accept": OCI_INDEX},
+        )
+        data = response.content
+        if response.status_code == 404 or not _media_type(response, data).startswith(OCI_INDEX):
+            return None
+        return Fetched(data, OCI_INDEX, sha256_digest(data))
+
+    def get_blob(self, repo: str, digest: str) -> bytes:
+        """A whole (small) blob, verified against its digest: documents, signatures, SBOMs."""
+        sink = io.BytesIO()
+        self.fetch_blob(repo, digest, sink)  # type: ignore[arg-type]
+        return sink.getvalue()
 
     # --- internals ------------------------------------------------------------------------------
 

@@ -209,8 +209,9 @@ def test_fresh_store_rebuilds_the_family_after_one_app_change_building_one_layer
     requests = registry.requests(mark)
     blob_gets = {r.path.rsplit("/", 1)[1] for r in requests if r.method == "GET" and "/blobs/" in r.path}
     assert not blob_gets & registry_layers(registry, first)  # not one layer of the family was downloaded
-    uploads = [r for r in requests if r.method == "POST" and r.path.endswith("/blobs/uploads/") and not r.query]
-    assert len(uploads) == 2 + 1  # svc-forms' new layer and config; the new cache index
+    uploads = [r.path for r in requests if r.method == "POST" and r.path.endswith("/blobs/uploads/") and not r.query]
+    # svc-forms' new layer and config, and its two SBOMs; the layer cache's new index
+    assert sorted(p.split("/")[3] for p in uploads) == ["lamina-cache"] + ["svc-forms"] * 4, uploads
     assert "warning" not in result.stderr, result.stderr
 
     change(root_a)

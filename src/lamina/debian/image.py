@@ -309,7 +309,7 @@ class Debian:
         records = [after.debs[name] for name in sorted(after.debs)]
         key = input_key("debian-system-state", LDCACHE_FORMAT, after.arch, *(f"{r['name']}={r['sha256']}" for r in records))
         missing: list[Download] = []
-        if cached_layer(self.store, key, media_type, mtime) is None:
+        if cached_layer(self.store, key, media_type, mtime, self.remote) is None:
             for r in records:
                 digest = "sha256:" + r["sha256"]
                 if self.store.get_key(FACTS_KIND, r["sha256"]) is None and not self.store.has(digest):

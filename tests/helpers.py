@@ -83,3 +83,47 @@ def config_of(layout: Path, ref_name: str) -> dict:
 
 def layer_digests(layout: Path, ref_name: str) -> list[str]:
     return [layer["digest"] for layer in manifest_of(layout, ref_name)[1]["layers"]]
+
+
+# -- wheels ----------------------------------------------------------------------------------------------
+
+
+def record_line(name: str, data: bytes) -> str:
+    """A RECORD row: ``name,sha256=<urlsafe b64>,size``."""
+    import base64
+    import hashlib
+
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{name},sha256={digest},{len(data)}\n"
+
+
+def write_wheel(path: Path, files: dict[str, str | bytes], *, name: str = "demo", version: str = "1.0",
+                record: str | None = None, modes: dict[str, int] | None = None) -> Path:
+    """A wheel at ``path`` holding ``files`` plus METADATA, WHEEL and a RECORD that matches them (unless
+    ``record`` gives RECORD's text); ``modes`` sets a member's Unix mode (file type bits included)."""
+    import zipfile
+
+    info_dir = f"{name}-{version}.dist-info"
+    members = {k: v.encode() if isinstance(v, str) else v for k, v in files.items()}
+    members.setdefault(f"{info_dir}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode())
+    members.setdefault(f"{info_dir}/WHEEL",
+                       b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+    text = record if record is not None else (
+        "".join(record_line(k, v) for k, v in members.items()) + f"{info_dir}/RECORD,,\n")
+    with zipfile.ZipFile(path, "w") as zf:
+        for member, data in [*members.items(), (f"{info_dir}/RECORD", text.encode())]:
+            info = zipfile.ZipInfo(member, date_time=(2020, 1, 1, 0, 0, 0))
+            info.create_system = 3
+            info.external_attr = ((modes or {}).get(member, 0o100644)) << 16
+            zf.writestr(info, data)
+    return path
+
+
+def assert_one_line_error(result, *needles: str) -> None:
+    """The run failed with exactly one ``error:`` line (plus its hint), no traceback, naming ``needles``."""
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    for needle in needles:
+        assert needle in errors[0] or needle in result.stderr, result.stderr

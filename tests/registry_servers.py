@@ -9,7 +9,10 @@ its own repository names, see :func:`unique_repo`):
 * ``token_registry`` – Docker token auth through ``token_server`` (ES256 JWTs with an ``x5c`` header);
   ``token_server.requests`` records every token request (user, grant type, scopes).
 * ``fault_proxy`` – a factory: ``fault_proxy(upstream_host, faults=[(503, {}), (429, {"Retry-After": "1"})])``
-  answers the first requests with those statuses, then forwards to the upstream registry.
+  answers the first requests with those statuses, then forwards to the upstream registry. A fault may also be
+  ``"reset"`` (the connection drops before an answer), ``"reset-after"`` (forwarded, then the answer is lost)
+  or ``"truncate"`` (forwarded, half the answer's body sent); ``match=`` limits faults to some requests, and
+  ``rate=``/``seed=``/``menu=``/``budget=`` draw further faults at random, repeatably.
 
 Wire counts come from the registry's own access log (Apache combined format on its stdout):
 ``mark = server.mark()`` … ``server.count(mark, "PATCH", r"/blobs/uploads/")``.
@@ -380,9 +383,19 @@ class FaultProxy:
     ``Host`` header is forwarded as sent, so the registry's ``Location`` URLs point back at the proxy.
     """
 
-    def __init__(self, upstream: str, faults: Sequence[tuple[int, dict[str, str]]] = ()) -> None:
+    def __init__(self, upstream: str, faults: Sequence[tuple[int | str, dict[str, str]]] = (), *,
+                 match: Callable[[str, str], bool] | None = None, rate: float = 0.0, seed: int = 0,
+                 menu: Sequence[tuple[int | str, dict[str, str]]] = (), budget: int = 0) -> None:
         self.upstream = upstream
         self.faults = list(faults)
+        #: Only requests ``match(method, path)`` accepts consume a fault (default: every request).
+        self.match = match
+        #: Random faults after the listed ones: each request draws one of ``menu`` with probability ``rate``
+        #: (a seeded generator, so a run is repeatable), at most ``budget`` in all.
+        import random
+
+        self._random = random.Random(seed)
+        self.rate, self.menu, self.budget = rate, list(menu), budget
         self.log: list[tuple[str, str, int, bool]] = []  # (method, path, status, injected)
         self._lock = threading.Lock()
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ProxyHandler)
@@ -396,9 +409,16 @@ class FaultProxy:
         with self._lock:
             return sum(1 for entry in self.log if entry[3])
 
-    def next_fault(self) -> tuple[int, dict[str, str]] | None:
+    def next_fault(self, method: str = "", path: str = "") -> tuple[int | str, dict[str, str]] | None:
         with self._lock:
-            return self.faults.pop(0) if self.faults else None
+            if self.match is not None and not self.match(method, path):
+                return None
+            if self.faults:
+                return self.faults.pop(0)
+            if self.budget > 0 and self.menu and self._random.random() < self.rate:
+                self.budget -= 1
+                return self._random.choice(self.menu)
+            return None
 
     def record(self, method: str, path: str, status: int, injected: bool) -> None:
         with self._lock:
@@ -421,8 +441,13 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
     def _handle(self) -> None:
         proxy: FaultProxy = self.server.proxy  # type: ignore[attr-defined]
         body = self._read_body()
-        fault = proxy.next_fault()
-        if fault is not None:
+        fault = proxy.next_fault(self.command, self.path)
+        if fault is not None and fault[0] == "reset":  # the connection drops before any answer
+            proxy.record(self.command, self.path, 0, True)
+            self._reset()
+            return
+        forward_then = fault[0] if fault is not None and fault[0] in ("reset-after", "truncate") else None
+        if fault is not None and forward_then is None:
             status, headers = fault
             proxy.record(self.command, self.path, status, True)  # before answering: the client may look at once
             data = json.dumps({"errors": [{"code": "UNAVAILABLE", "message": "injected fault"}]}).encode()
@@ -446,7 +471,10 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             )
             response = conn.getresponse()
             data = response.read()
-            proxy.record(self.command, self.path, response.status, False)
+            proxy.record(self.command, self.path, response.status, forward_then is not None)
+            if forward_then == "reset-after":  # the upstream did the work; its answer is lost
+                self._reset()
+                return
             self.send_response(response.status)
             for key, value in response.getheaders():
                 if key.lower() not in _HOP_HEADERS | {"content-length", "date", "server"}:
@@ -455,9 +483,26 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", length or str(len(data)))
             self.end_headers()
             if self.command != "HEAD":
+                if forward_then == "truncate" and len(data) > 1:
+                    self.wfile.write(data[: len(data) // 2])
+                    self._reset()
+                    return
                 self.wfile.write(data)
         finally:
             conn.close()
+
+    def _reset(self) -> None:
+        """Close the connection with a TCP reset (SO_LINGER 0), as a crashing proxy would."""
+        import socket
+        import struct
+
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        except OSError:
+            pass
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -528,8 +573,8 @@ def fault_proxy() -> Iterator[Callable[..., FaultProxy]]:
     """Factory: ``fault_proxy(upstream_host, faults)`` starts a :class:`FaultProxy` (stopped after the test)."""
     started: list[FaultProxy] = []
 
-    def start(upstream: str, faults: Sequence[tuple[int, dict[str, str]]] = ()) -> FaultProxy:
-        proxy = FaultProxy(upstream, faults)
+    def start(upstream: str, faults: Sequence[tuple[int | str, dict[str, str]]] = (), **kwargs: object) -> FaultProxy:
+        proxy = FaultProxy(upstream, faults, **kwargs)  # type: ignore[arg-type]
         started.append(proxy)
         return proxy
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from lamina.python.requirements import read_requirements
 from lamina.python.resolve import LockedDist, parse_pylock
 from lamina.python.target import PythonTarget
 from lamina.python.venv import venv_entries
+from helpers import write_wheel
 
 TARGET = PythonTarget("3.11.2", "/usr/bin/python3.11", Platform())
 
@@ -64,15 +64,11 @@ wheels = [{ url = "https://files.example/typing_extensions-4.12.2-py3-none-any.w
 
 
 def make_wheel(tmp_path: Path) -> Path:
-    wheel = tmp_path / "demo-1.0-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        zf.writestr("demo/__init__.py", "VALUE = 1\n")
-        zf.writestr("demo_cli.py", "def main():\n    print('hi')\n")
-        zf.writestr("demo-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n")
-        zf.writestr("demo-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        zf.writestr("demo-1.0.dist-info/entry_points.txt", "[console_scripts]\ndemo = demo_cli:main\n")
-        zf.writestr("demo-1.0.dist-info/RECORD", "")
-    return wheel
+    return write_wheel(tmp_path / "demo-1.0-py3-none-any.whl", {
+        "demo/__init__.py": "VALUE = 1\n",
+        "demo_cli.py": "def main():\n    print('hi')\n",
+        "demo-1.0.dist-info/entry_points.txt": "[console_scripts]\ndemo = demo_cli:main\n",
+    })
 
 
 def test_wheel_installs_into_the_venv_with_image_shebangs_and_record(tmp_path):

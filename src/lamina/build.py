@@ -20,7 +20,7 @@ from lamina.debian import is_debian_base
 from lamina.errors import LaminaError
 from lamina.inventory import Inventory, Placed, placed, save_inventory
 from lamina.oci.compress import Compression
-from lamina.oci.layer import BuiltLayer
+from lamina.oci.layer import BuiltLayer, check_budget
 from lamina.oci.layout import read_layout_image
 from lamina.oci.model import (
     ANNOTATION_BASE_DIGEST,
@@ -217,6 +217,7 @@ def plan_image(
         run = replace(run, labels={**labels, **run.labels})
     spec = replace(spec, run=run)
     layers = [layer for r in results for layer in r.layers]
+    check_budget(spec.name, len(base.image.layers) if base else 0, len(layers))  # every step's layers
     draft = assemble(spec, platform, base, [], options)
     store.put_bytes(draft.config.data, draft.config.digest)  # images planned on it may read its config as a blob
     return PlannedImage(spec, platform, base, layers, draft, results, ctx.states, ctx.os_packages,

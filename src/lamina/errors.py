@@ -76,6 +76,19 @@ class CertificateError(DownloadError):
     """The server's TLS certificate did not verify against the CA bundle in use."""
 
 
+class UnsafePathError(LaminaError):
+    """A path from a wheel, a ``.deb``, a copy or a service folder would leave the image tree or the project,
+    or is something lamina never puts in a layer (a device node, a setuid file from a wheel)."""
+
+
+class DiskFullError(LaminaError):
+    """A write failed because the filesystem is full (or over quota); nothing half-written was kept."""
+
+
+class DocumentError(RegistryError):
+    """A registry (or layout) sent a manifest, index or config that is too big, not JSON, or lacks a field."""
+
+
 class ServiceCheckFailed(LaminaError):
     """``lamina check`` found errors: the services would fail at run time (missing imports, pin conflicts)."""
 

@@ -27,6 +27,7 @@ from lamina.config import ProjectConfig, find_config, load_config
 from lamina.errors import ConfigError, UsageError
 from lamina.family import Family, Product
 from lamina.lock import Lock
+from lamina.oci import http
 from lamina.oci.cache import RemoteLayers
 from lamina.oci.model import Platform
 from lamina.oci.reference import Reference
@@ -58,15 +59,23 @@ class Session:
         password: str | None = None,
         chunk_size: int | None = None,
         cwd: Path | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
     ) -> Session:
         """Load ``config_path`` (default: lamina.toml found upwards from ``cwd``) and open the store.
 
         ``registry``/``owner`` override the config and LAMINA_REGISTRY/LAMINA_OWNER; ``insecure`` adds hosts to
         the config's ``insecure_registries``; ``username``+``password`` is the credential for the config's registry
         (else the usual sources: LAMINA_REGISTRY_USERNAME/PASSWORD, the Docker config, credential helpers).
+        ``ca_file`` (else the config's ``ca_file``) is a private CA trusted besides the system's, by every
+        HTTP client of the process (registries, the Debian archive, wheel downloads).
         """
         path = Path(config_path) if config_path else find_config(cwd or Path.cwd())
         config = load_config(path).with_overrides(registry=registry, owner=owner)
+        trusted = ca_file or config.ca_file
+        if trusted is not None:
+            if not Path(trusted).is_file():
+                raise UsageError(f"--ca-file: {trusted} does not exist", hint="give a PEM file of CA certificates")
+            http.trust(trusted)
         return cls(config, BlobStore.open_default(store_root),
                    registries_for(config, insecure=insecure, username=username, password=password,
                                   chunk_size=chunk_size))
@@ -120,6 +129,7 @@ class Session:
 
     def close(self) -> None:
         self.registries.close()
+        self.store.close()  # its temp folder (a killed process's is removed by the next run)
 
     def __enter__(self) -> Session:
         return self

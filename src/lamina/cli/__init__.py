@@ -123,6 +123,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as e:  # the machine's, not lamina's: a full disk, a permission, a missing folder
+        from lamina.cli.output import print_error
+        from lamina.oci.files import disk_error
+
+        if debug:
+            traceback.print_exc()
+        full = disk_error(e, e.filename or "a file lamina writes")
+        if full is not None:
+            print_error(full.message, full.hint)
+        else:
+            where = f": {e.filename}" if e.filename else ""
+            print_error(f"{e.strerror or e}{where}", "check the path and its permissions, then run again")
+        return 1
     except Exception as e:  # noqa: BLE001 - the last resort: one line, the traceback only on request
         if debug:
             traceback.print_exc()

@@ -29,6 +29,8 @@ def add_registry(parser: argparse.ArgumentParser, *, credentials: bool = True, t
         group.add_argument("--owner", help="repository owner/namespace (overrides config and LAMINA_OWNER)")
     group.add_argument("--insecure-registry", action="append", default=[], metavar="HOST",
                        help="allow plain http for HOST (loopback is always allowed)")
+    group.add_argument("--ca-file", metavar="PEM", help="trust this CA too (a private registry's; overrides ca_file "
+                       "in [project]; SSL_CERT_FILE replaces the system bundle)")
     if credentials:
         group.add_argument("--username", help="registry user (with --password-stdin; else LAMINA_REGISTRY_USERNAME, "
                            "the Docker config or a credential helper)")
@@ -68,6 +70,7 @@ def open_session(args: argparse.Namespace) -> Session:
         username=getattr(args, "username", None),
         password=password(args),
         chunk_size=getattr(args, "chunk_size", None),
+        ca_file=getattr(args, "ca_file", None),
     )
 
 

@@ -131,6 +131,8 @@ class ServiceCode:
     @property
     def python_path(self) -> list[str]:
         return list(dict.fromkeys(["/app", *(self.image_path(r) for r in self.import_roots)]))
+    #: The name of that table (``services`` or ``services.NAME``), for errors pointing into it.
+    table_key: str = "services"
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,8 @@ class ProjectConfig:
     #: and further caches builds read (never write), e.g. the main branch's from a feature branch.
     cache: str | None = None
     cache_from: tuple[str, ...] = ()
+    #: A private CA (PEM) trusted for registries and downloads, besides the system's (``--ca-file`` wins).
+    ca_file: Path | None = None
     source: str | None = None
     revision: str | None = None
     debian_mirror: str = "https://deb.debian.org/debian"

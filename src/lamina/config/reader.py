@@ -7,6 +7,7 @@ Registry, owner and version can be overridden by environment (``LAMINA_REGISTRY`
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from collections.abc import Mapping
@@ -22,9 +23,10 @@ from lamina.config.model import (
     PythonSettings,
     _suggest,
 )
-from lamina.errors import ConfigError
+from lamina.errors import ConfigError, UnsafePathError
 from lamina.oci.compress import Compression
 from lamina.oci.model import Format, HealthCheck, Platform, RunConfig, host_platform
+from lamina.oci.paths import lexically_inside, project_path
 
 # -- reading -----------------------------------------------------------------------------------
 
@@ -65,9 +67,17 @@ class _Reader:
     # where things are -----------------------------------------------------------------------
 
     def line_of(self, table: str, key: str | None = None) -> int:
-        """1-based line of ``key`` in ``[table]`` (or of the table header; 1 if not found)."""
+        """1-based line of ``key`` in ``[table]`` (or of the table header; 1 if not found). A key that is
+        a table of its own (``[table.key]``, ``[[table.key]]``, or ``[key...]`` at the top) is found by
+        its header."""
         header = re.compile(r"^\s*\[\[?\s*" + re.escape(table) + r"\s*\]\]?\s*(#.*)?$")
         start = next((i for i, line in enumerate(self.lines) if header.match(line)), None)
+        if key is not None:
+            full = f"{table}.{key}" if table else key
+            sub = re.compile(r"^\s*\[\[?\s*" + re.escape(full) + r"\s*[\].]")
+            if (found := next((i for i, line in enumerate(self.lines) if sub.match(line)), None)) is not None:
+                if start is None or not self._key_line(start, key):
+                    return found + 1
         if start is None:
             if key is not None and not table:
                 start = -1
@@ -75,13 +85,22 @@ class _Reader:
                 return 1
         if key is None:
             return start + 1
+        return self._key_line(start, key) or max(start + 1, 1)
+
+    def _raw_value(self, table: str, key: str) -> str | None:
+        """The value of ``key`` as written in the file (to quote it back in a hint)."""
+        line = self.line_of(table, key)
+        m = re.match(r"^\s*" + re.escape(key) + r"\s*=\s*([^#\s]+)", self.lines[line - 1] if self.lines else "")
+        return m.group(1) if m else None
+
+    def _key_line(self, start: int, key: str) -> int | None:
         key_re = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
         for i in range(start + 1, len(self.lines)):
             if self.lines[i].lstrip().startswith("["):
                 break
             if key_re.match(self.lines[i]):
                 return i + 1
-        return max(start + 1, 1)
+        return None
 
     def error(self, table: str, key: str | None, message: str, hint: str | None = None) -> ConfigError:
         where = ".".join(p for p in (table, key) if p)
@@ -135,7 +154,11 @@ class _Reader:
         self.check_keys("project", proj, _PROJECT_KEYS)
         values: dict[str, Any] = {}
         for key in ("registry", "owner", "version", "base_version", "output", "source", "revision"):
-            if (v := self.get("project", proj, key, (str, int, float), "a string")) is not None:
+            if isinstance(proj.get(key), float):
+                raise self.error("project", key, f"{proj[key]!r} is a number, so TOML has already dropped what "
+                                 f"it cannot keep (1.10 reads as 1.1)",
+                                 f"quote it: {key} = \"{self._raw_value('project', key) or proj[key]}\"")
+            if (v := self.get("project", proj, key, (str, int), "a string")) is not None:
                 values[key] = str(v)
         values["base_version_scheme"] = self.choice("project", proj, "base_version_scheme",
                                                     ("patch", "minor", "major", "date"), "patch")
@@ -155,6 +178,11 @@ class _Reader:
             raise self.error("project", "debian_suites", f"unknown suite {bad[0]!r}",
                              "the extra suites are \"updates\" (RELEASE-updates) and \"security\" (RELEASE-security)")
         values["debian_suites"] = suites
+        if (ca_file := self.get("project", proj, "ca_file", str, "a path to a PEM file of CA certificates")) is not None:
+            values["ca_file"] = (self.path.parent / ca_file).absolute()
+            if not values["ca_file"].is_file():
+                raise self.error("project", "ca_file", f"{values['ca_file']} does not exist",
+                                 "paths are relative to lamina.toml")
         if (keyring := self.get("project", proj, "debian_keyring", str, "a path to a keyring file")) is not None:
             values["debian_keyring"] = (self.path.parent / keyring).absolute()
         default_platform = self.platforms("project", proj, (host_platform(),))
@@ -167,9 +195,24 @@ class _Reader:
                 raise self.error("services", None, f"service {spec.name!r} has the name of an image in [images]",
                                  "rename one of them")
             specs[spec.name] = spec
+        for spec in specs.values():
+            self.check_base(spec, specs)
         return ProjectConfig(path=self.path, images=specs, python=self.python_settings(data.get("python", {})),
                              podman=tuple(self.str_list("test", test, "podman") or ()),
                              podman_run_flags=tuple(self.str_list("test", test, "run_flags") or ()), **values)
+
+    def check_base(self, spec: ImageSpec, specs: Mapping[str, ImageSpec]) -> None:
+        """A ``from`` that is no project image but a bare name close to one (``busyboxx``) is a typo, not a
+        Docker Hub image: said now, naming the key and the close match, before any network."""
+        base = spec.base
+        if base in specs or base == "scratch" or any(c in base for c in ":/@"):
+            return
+        close = difflib.get_close_matches(base, [n for n in specs if n != spec.name], n=1, cutoff=0.75)
+        if close:
+            table, key = (spec.service.table_key, "base") if spec.service else (f"images.{spec.name}", "from")
+            raise self.error(table, key, f"{base!r} is not an image of this project; did you mean {close[0]!r}?",
+                             f"fix the name; for a registry image, write it with its tag "
+                             f"(e.g. \"{base}:latest\" or \"docker.io/library/{base}:1\")")
 
     def python_settings(self, table: Any) -> PythonSettings:
         if not isinstance(table, dict):
@@ -358,8 +401,13 @@ class _Reader:
             if not isinstance(src, str) or not isinstance(dest, str):
                 raise self.error(where, None, "each copy needs src (a project path) and dest (an image path)")
             source = (self.path.parent / src).absolute()
-            if not source.exists():
+            if not source.exists() and not source.is_symlink():
                 raise self.error(where, "src", f"{source} does not exist", "paths are relative to lamina.toml")
+            try:  # a host path written as such (src = "/bin/busybox") is the user's choice; a project path is
+                if lexically_inside(source, self.path.parent):  # refused if a symlink takes it outside
+                    project_path(source, self.path.parent, what="copy src")
+            except UnsafePathError as e:
+                raise self.error(where, "src", e.message, e.hint) from None
             uid, gid = self.owner(where, item.get("owner", "0:0"))
             specs.append(
                 CopySpec(
@@ -393,8 +441,8 @@ class _Reader:
 
 
 _PROJECT_KEYS = dict.fromkeys(
-    ["registry", "owner", "version", "base_version", "base_version_scheme", "format", "compression", "output", "insecure_registries", "source", "revision", "platform", "cache", "cache_from",
-     "platforms", "debian_mirror", "debian_security_mirror", "debian_suites", "debian_keyring"]
+    ["registry", "owner", "version", "base_version", "base_version_scheme", "format", "compression", "output", "insecure_registries", "source", "revision", "platform",
+     "platforms", "ca_file", "cache", "cache_from", "debian_mirror", "debian_security_mirror", "debian_suites", "debian_keyring"]
 )
 _IMAGE_KEYS = dict.fromkeys(
     ["from", "platform", "copy", "symlinks", "env", "workdir", "user", "entrypoint", "cmd", "expose", "labels", "healthcheck",

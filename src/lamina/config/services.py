@@ -28,6 +28,8 @@ from lamina.config.model import (
     ServiceCode,
     service_name,
 )
+from lamina.errors import UnsafePathError
+from lamina.oci.paths import is_inside, project_path
 from lamina.oci.model import HealthCheck, Platform, RunConfig
 
 if TYPE_CHECKING:
@@ -57,10 +59,29 @@ def read_services(reader: _Reader, table: Any, default_platform: tuple[Platform,
     pattern = ", ".join(patterns)
     excluded = reader.str_list("services", defaults, "exclude") or []
     root = reader.path.parent
-    found = {p for glob in patterns for p in ([root] if glob.strip("/") in (".", "") else root.glob(glob))
-             if p.is_dir() and not is_output(p, root)}
+    matched: dict[str, set[Path]] = {
+        glob: {p for p in ([root] if glob.strip("/") in (".", "") else root.glob(glob))
+               if p.is_dir() and not is_output(p, root)}
+        for glob in patterns}
+    for glob, paths in matched.items():
+        if not paths:
+            raise reader.error("services", "glob", f"{glob!r} matches no folder under {root}",
+                               "fix the pattern (it is relative to lamina.toml), or remove it")
+    found = set().union(*matched.values())
     folders = sorted((p for p in found if not any(fnmatch.fnmatchcase(p.name, x) for x in excluded)),
                      key=lambda p: p.name)
+    for folder in folders:
+        if not is_inside(folder, root):
+            raise reader.error("services", "glob", f"service folder {folder} is a symlink to a folder outside "
+                               f"the project", "lamina builds the project's own folders only; move the code in")
+    seen: dict[str, Path] = {}
+    for folder in folders:
+        if (other := seen.get(service_name(folder))) is not None:
+            raise reader.error("services", "glob",
+                               f"service folders {other.relative_to(root)} and {folder.relative_to(root)} both "
+                               f"make the image {service_name(folder)!r}",
+                               "rename one of the folders, or leave one out with exclude = [...]")
+        seen[service_name(folder)] = folder
     by_name = {f.name: f for f in folders} | {service_name(f): f for f in folders}
     for key in overrides:
         if key not in by_name:
@@ -94,10 +115,19 @@ def read_service(reader: _Reader, folder: Path, body: Mapping[str, Any], table: 
     port = body.get("port", 8000)
     if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
         raise reader.error(table, "port", f"expected a port number, got {port!r}")
-    ship = [root / p for p in reader.str_list(table, body, "ship") or []]
-    for path in ship:
-        if not path.exists():
+    ship = []
+    for entry in reader.str_list(table, body, "ship") or []:
+        if Path(entry).is_absolute():
+            raise reader.error(table, "ship", f"{entry!r} is an absolute path",
+                               "ship project folders, relative to lamina.toml (e.g. \"libs\")")
+        path = root / entry
+        if not path.exists() and not path.is_symlink():
             raise reader.error(table, "ship", f"{path} does not exist", "paths are relative to lamina.toml")
+        try:
+            project_path(path, root, what="ship")
+        except UnsafePathError as e:
+            raise reader.error(table, "ship", e.message, e.hint) from None
+        ship.append(path)
     tests = tuple(reader.str_list(table, body, "tests") if "tests" in body else TEST_FOLDERS)  # type: ignore[arg-type]
     requirements, sources = dependency_source(reader, table, body, folder, root)
     excludes = (*CODE_EXCLUDES, *tests, *(f for f in OUTPUT_FOLDERS if f not in CODE_EXCLUDES), "lamina.lock")
@@ -114,7 +144,7 @@ def read_service(reader: _Reader, folder: Path, body: Mapping[str, Any], table: 
     roots = import_roots([*ship, folder], root)
     service = ServiceCode(folder, tuple(ship) + (folder,), requirements, root=root, port=port,
                           table=f"{reader.path}:{reader.line_of(table)}: [{table}]", app=app, server=server,
-                          health=health, import_roots=roots, tests=tests,
+                          health=health, import_roots=roots, tests=tests, table_key=table,
                           pyproject=folder / "pyproject.toml" if (folder / "pyproject.toml").is_file() else None)
     workdir = reader.get(table, body, "workdir", str, "a folder of the project or an absolute image path")
     if workdir is not None and not workdir.startswith("/"):

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import zstandard
 
 from lamina.errors import LaminaError
-from lamina.oci.tar import Entry, normalize_path
+from lamina.oci.paths import member_path
+from lamina.oci.tar import Entry
 
 AR_MAGIC = b"!<arch>\n"
 #: Top-level directories that are symlinks into ``usr/`` on a merged-/usr system.
@@ -111,10 +112,10 @@ def _entries(raw: bytes, label: str) -> list[Entry]:
     contents: dict[str, bytes] = {}
     with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
         for m in tar:
-            original = m.name.removeprefix("./").strip("/")
-            if not original or original == ".":
+            if m.name.strip("/") in ("", "."):
                 continue
-            path = merged_usr(normalize_path(original))
+            original = member_path(m.name, source=label)  # absolute, '..': refused, naming the package
+            path = merged_usr(original)
             if m.isdir():
                 entries.append(Entry.dir(path, mode=m.mode, uid=m.uid, gid=m.gid))
             elif m.isfile():
@@ -124,14 +125,16 @@ def _entries(raw: bytes, label: str) -> list[Entry]:
             elif m.issym():
                 entries.append(Entry.symlink(path, _retarget(original, path, m.linkname), uid=m.uid, gid=m.gid))
             elif m.islnk():
-                target = merged_usr(normalize_path(m.linkname.removeprefix("./")))
+                target = merged_usr(member_path(m.linkname, source=label, what=f"hard link {m.name!r} to"))
                 if _sort_key(target) < _sort_key(path):
                     entries.append(Entry.hardlink(path, target, uid=m.uid, gid=m.gid))
                 else:  # the moved target would come after the link: store a copy instead
                     entries.append(Entry.bytes(path, contents.get(target, b""), mode=m.mode, uid=m.uid, gid=m.gid))
             else:
-                raise DebError(f"{label} contains {m.name}, which is not a file, directory or link",
-                               hint="device files and FIFOs are not supported in package layers")
+                raise DebError(f"{label} contains {m.name}, which is not a file, directory or link "
+                               f"(a device node or FIFO)",
+                               hint="lamina refuses device nodes and FIFOs in package layers (docs/debian.md): "
+                                    "the runtime provides /dev; leave the package out")
     return entries
 
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 import tempfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
+
+import zstandard
 
 from lamina.errors import DigestMismatchError, LaminaError
 from lamina.oci.compress import decompressor
 from lamina.oci.digest import DigestWriter, hex_of
 from lamina.oci.model import Image
-from lamina.oci.files import atomic_file
+from lamina.oci.files import atomic_file, full_disk_reported
 from lamina.oci.store import BlobStore
 from lamina.oci.tar import Entry, write_tar
 
@@ -25,7 +28,12 @@ from lamina.oci.tar import Entry, write_tar
 def write_docker_archive(path: Path, images: Sequence[tuple[Sequence[str], Image]], store: BlobStore) -> None:
     """Write ``images`` (each with its repo:tag names) to the docker-archive at ``path``, atomically."""
     path = path.absolute()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with full_disk_reported(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_archive(path, images, store)
+
+
+def _write_archive(path: Path, images: Sequence[tuple[Sequence[str], Image]], store: BlobStore) -> None:
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".lamina-archive-") as tmp:
         entries: dict[str, Entry] = {}
         manifest = []
@@ -57,11 +65,19 @@ def _unpack_layer(store: BlobStore, digest: str, media_type: str, diff_id: str, 
     if make is None:
         raise LaminaError(f"layer {digest} has an unsupported media type {media_type}")
     inflate = make()
-    with store.open(digest) as src, open(dest, "wb") as out:
+    with full_disk_reported(dest.parent), store.open(digest) as src, open(dest, "wb") as out:
         content = DigestWriter(out)
-        while chunk := src.read(1 << 20):
-            content.write(inflate.decompress(chunk))
-        content.write(inflate.flush() if hasattr(inflate, "flush") else b"")
+        try:
+            while chunk := src.read(1 << 20):
+                content.write(inflate.decompress(chunk))
+            content.write(inflate.flush() if hasattr(inflate, "flush") else b"")
+        except DigestMismatchError:
+            raise
+        except (zlib.error, zstandard.ZstdError, EOFError, ValueError) as e:
+            raise DigestMismatchError(
+                f"stored layer {digest} is corrupt: it does not decompress ({e})",
+                hint="run `lamina store verify --delete`, then build again",
+            ) from None
     if content.digest != diff_id:
         raise DigestMismatchError(
             f"layer {digest} does not decompress to its diff_id {diff_id} (got {content.digest})",

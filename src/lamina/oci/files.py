@@ -10,11 +10,17 @@ would, so another user (a CI step, a web server serving a layout) can read what 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+from lamina.errors import DiskFullError
+
+#: errno values that mean "the disk is full", not "lamina has a bug".
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def _umask_by_setting() -> int:
@@ -46,6 +52,28 @@ def file_mode() -> int:
     return 0o666 & ~current_umask()
 
 
+def disk_error(exc: BaseException, where: object) -> DiskFullError | None:
+    """A one-line :class:`DiskFullError` for ``exc`` if it is a full disk (or quota), else None."""
+    if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
+        return DiskFullError(
+            f"no space left on the device holding {where} ({os.strerror(exc.errno or 0)})",
+            hint="free some space (`lamina store gc` removes what no image uses) or point LAMINA_STORE / "
+                 "the output at a larger disk, then run again; nothing half-written was kept",
+        )
+    return None
+
+
+@contextlib.contextmanager
+def full_disk_reported(where: object) -> Iterator[None]:
+    """Turn a full-disk ``OSError`` raised inside the block into :class:`DiskFullError` naming ``where``."""
+    try:
+        yield
+    except OSError as e:
+        if (full := disk_error(e, where)) is not None:
+            raise full from None
+        raise
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename or create in ``path`` durable (the entry lives in the directory, not the file)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -57,7 +85,8 @@ def fsync_dir(path: Path) -> None:
 
 def temp_file(directory: Path, prefix: str) -> tuple[IO[bytes], Path]:
     """A new temp file in ``directory``, opened for writing, with the normal mode already set."""
-    fd, name = tempfile.mkstemp(dir=directory, prefix=prefix)
+    with full_disk_reported(directory):
+        fd, name = tempfile.mkstemp(dir=directory, prefix=prefix)
     try:
         os.fchmod(fd, file_mode())
     except BaseException:
@@ -90,9 +119,11 @@ def atomic_file(path: Path, *, tmp_dir: Path | None = None) -> Iterator[IO[bytes
         with f:
             yield f
             commit_file(f, tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if (full := disk_error(e, path)) is not None:
+            raise full from None
         raise
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from typing import TYPE_CHECKING
 
 from lamina.errors import DigestMismatchError
 from lamina.oci import mediatypes as mt
-from lamina.oci import records
+from lamina.oci import records, scratch
 from lamina.oci.digest import is_digest
 
 if TYPE_CHECKING:
@@ -45,9 +46,25 @@ def gc(store: BlobStore, *, dry_run: bool = False) -> tuple[int, int]:
                 path.unlink()
         if not dry_run:
             records.drop_dangling_layers(store)
-            for tmp in store.tmp_dir.iterdir():  # nobody writes while we hold the lock
-                tmp.unlink()
+            clean_tmp(store)
         return removed, freed
+
+
+def clean_tmp(store: BlobStore) -> int:
+    """Remove what dead processes left in ``tmp/`` (folders and files, also of older lamina releases);
+    the folders of live processes (a library user without the store lock) are kept."""
+    removed = scratch.sweep(store.tmp_root)
+    live = scratch.live_folders(store.tmp_root)
+    for path in store.tmp_root.iterdir():
+        name = path.name
+        if name.endswith(scratch.ALIVE) or name in live:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def reachable(store: BlobStore) -> set[str]:

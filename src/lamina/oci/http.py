@@ -134,12 +134,32 @@ def user_agent() -> str:
         return "lamina/0+unknown"
 
 
+#: A private CA trusted in addition to the default ones (``--ca-file``, ``ca_file`` in [project]): see :func:`trust`.
+_extra_ca: str | None = None
+
+
+def trust(ca_file: str | os.PathLike[str] | None) -> None:
+    """Trust ``ca_file`` (PEM) too, in every client :func:`make_client` makes from now on (None: stop)."""
+    global _extra_ca
+    if ca_file is not None:
+        try:
+            ssl.create_default_context(cafile=os.fspath(ca_file))
+        except (OSError, ssl.SSLError) as e:
+            raise CertificateError(f"cannot use CA file {ca_file}: {e}", url=str(ca_file),
+                                   reason="bad CA file", hint="give a PEM file of CA certificates") from None
+    _extra_ca = os.fspath(ca_file) if ca_file is not None else None
+
+
 def ssl_context(cafile: str | None = None) -> ssl.SSLContext:
-    """Trust ``cafile``, else ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when set, else the system CA store."""
+    """Trust ``cafile`` only, else ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when set (else the system CA store)
+    plus the CA given to :func:`trust`."""
     if cafile:
         return ssl.create_default_context(cafile=cafile)
-    return ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or None,
-                                      capath=os.environ.get("SSL_CERT_DIR") or None)
+    context = ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or None,
+                                         capath=os.environ.get("SSL_CERT_DIR") or None)
+    if _extra_ca:
+        context.load_verify_locations(cafile=_extra_ca)
+    return context
 
 
 def make_client(

@@ -19,15 +19,23 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from lamina.errors import LaminaError
 from lamina.oci.cache import RemoteLayers
 from lamina.oci.compress import Compression, compression_of, compressor, compressor_id, workers
 from lamina.oci.digest import DigestWriter
 from lamina.oci.elf import elf_architecture, elf_header
+from lamina.oci.files import full_disk_reported
 from lamina.oci.records import key_hex
 from lamina.oci.store import BlobStore, StoredLayer
 from lamina.oci.tar import Entry, signature, tar_chunks
 
 LAYER_KEY_KIND = "layer"
+#: The most layers lamina lets an image have (base included): container runtimes fail near 127.
+LAYER_BUDGET = 100
+#: lamina's own layer format: the tar writer and the path and mode rules applied to entries (tar.py,
+#: paths.py). Part of every layer key: a layer made by a lamina with other rules (say, before path
+#: safety was lamina's own) is never reused, it is made again. Bump it whenever those rules change.
+LAYER_FORMAT = "lamina-layer-2"
 
 
 @dataclass(frozen=True)
@@ -179,7 +187,7 @@ def _file_sha256(path: object) -> str:
 
 
 def _full_key(key: str, media_type: str, mtime: int) -> str:
-    return f"{key}\0{media_type}\0{compressor_id(compression_of(media_type))}\0{mtime}"
+    return f"{key}\0{LAYER_FORMAT}\0{media_type}\0{compressor_id(compression_of(media_type))}\0{mtime}"
 
 
 def _write(
@@ -218,7 +226,9 @@ def build_layers(
         unique.setdefault(spec.same or f"#{i}", spec)
 
     def one(spec: LayerSpec) -> BuiltLayer:
-        built = build_layer(store, spec, compression=compression, media_type=media_type, mtime=mtime, remote=remote)
+        with full_disk_reported(store.root):
+            built = build_layer(store, spec, compression=compression, media_type=media_type, mtime=mtime,
+                                remote=remote)
         if on_done is not None:
             on_done(built)
         return built
@@ -235,3 +245,14 @@ def build_layers(
 def input_key(*parts: str) -> str:
     """A stable key from input descriptions (for :class:`LayerSpec.key`)."""
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def check_budget(image: str, base_layers: int, new_layers: int) -> None:
+    """Refuse an image over :data:`LAYER_BUDGET` layers, whichever steps added them."""
+    if base_layers + new_layers > LAYER_BUDGET:
+        raise LaminaError(
+            f"image {image!r} would have {base_layers + new_layers} layers ({base_layers} from its base, "
+            f"{new_layers} its own), over lamina's budget of {LAYER_BUDGET}",
+            hint="container runtimes fail near 127 layers; merge copy entries (one folder instead of many "
+                 "files) or move requirements into fewer images",
+        )

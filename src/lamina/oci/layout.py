@@ -8,14 +8,15 @@ atomically, so a reader never sees an index naming a blob that is not there yet.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from lamina.errors import LaminaError
+from lamina.errors import DocumentError, LaminaError
 from lamina.oci import mediatypes as mt
 from lamina.oci.digest import hex_of
+from lamina.oci.documents import MAX_DOCUMENT, check_config, check_manifest, too_large
 from lamina.oci.model import ANNOTATION_REF_NAME, Artifact, Document, Image, Index, Platform, images_of
+from lamina.oci.files import full_disk_reported
 from lamina.oci.store import BlobStore, atomic_write
 
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
@@ -23,6 +24,11 @@ OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 
 def write_layout(root: Path, images: Sequence[tuple[str, Artifact]], store: BlobStore) -> Document:
     """Put each ``(ref_name, image or index)`` into the layout at ``root``; returns the new ``index.json``."""
+    with full_disk_reported(root):
+        return _write_layout(root, images, store)
+
+
+def _write_layout(root: Path, images: Sequence[tuple[str, Artifact]], store: BlobStore) -> Document:
     blobs = root / "blobs" / "sha256"
     blobs.mkdir(parents=True, exist_ok=True)
     if not (root / "oci-layout").exists():
@@ -71,10 +77,12 @@ def _read_index(root: Path) -> dict[str, object]:
     path = root / "index.json"
     if not path.exists():
         return {}
+    if path.stat().st_size > MAX_DOCUMENT:
+        raise too_large(str(path), path.stat().st_size)
     try:
-        return json.loads(path.read_bytes())
-    except ValueError as e:
-        raise LaminaError(f"{path} is not valid JSON ({e})", hint="remove the layout directory and build again") from None
+        return check_manifest(path.read_bytes(), mt.OCI_INDEX, str(path))
+    except DocumentError as e:
+        raise LaminaError(e.message, hint="remove the layout directory and build again") from None
 
 
 def read_layout_image(root: Path, ref_name: str | None, platform: Platform, store: BlobStore) -> Image:
@@ -92,13 +100,16 @@ def read_layout_image(root: Path, ref_name: str | None, platform: Platform, stor
     if len(matching) > 1:
         entry = next((e for e in matching if e.get("platform") and platform.matches(e["platform"])), entry)
     doc = Document(_import_blob(root, entry["digest"], store), entry.get("mediaType", mt.OCI_MANIFEST))
+    what = f"{root}:{ref_name}"
     if doc.media_type in mt.INDEX_TYPES:
-        chosen = next((m for m in doc.json()["manifests"] if platform.matches(m.get("platform", {}))), None)
+        index_obj = check_manifest(doc.data, doc.media_type, what)
+        chosen = next((m for m in index_obj["manifests"] if platform.matches(m.get("platform", {}))), None)
         if chosen is None:
             raise LaminaError(f"{root}:{ref_name} has no image for {platform}")
         doc = Document(_import_blob(root, chosen["digest"], store), chosen["mediaType"])
-    obj = doc.json()
+    obj = check_manifest(doc.data, doc.media_type, what)
     config = Document(_import_blob(root, obj["config"]["digest"], store), obj["config"]["mediaType"])
+    check_config(config.data, len(obj["layers"]), f"the config of {what}")
     for layer in obj["layers"]:
         _import_blob(root, layer["digest"], store, small=False)
     return Image(doc, config)
@@ -109,6 +120,8 @@ def _import_blob(root: Path, digest: str, store: BlobStore, *, small: bool = Tru
     src = root / "blobs" / "sha256" / hex_of(digest)
     if not src.is_file():
         raise LaminaError(f"{root} is missing blob {digest}", hint="the layout is incomplete; write it again")
+    if small and src.stat().st_size > MAX_DOCUMENT:
+        raise too_large(f"{root} blob {digest}", src.stat().st_size)
     if not store.has(digest):
         with open(src, "rb") as f, store.writing(digest) as blob:
             while chunk := f.read(1 << 20):

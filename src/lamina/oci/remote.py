@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from lamina.errors import LaminaError
 from lamina.oci import mediatypes as mt
+from lamina.oci.documents import MAX_DOCUMENT, check_config, check_manifest, too_large
 from lamina.oci.model import Index, Descriptor, Document, Image, Platform
 from lamina.oci.reference import Reference
 from lamina.oci.registry.client import RegistryClient
@@ -69,11 +70,16 @@ def pull_image(ref: Reference, platform: Platform, store: BlobStore, registries:
             f"{ref} is a {manifest.media_type}, not an image",
             hint="point `from` at a container image",
         )
+    obj = check_manifest(manifest.data, manifest.media_type, f"manifest of {ref}")
     store.put_bytes(manifest.data, manifest.digest)
-    config_desc = Descriptor.from_json(manifest.json()["config"])
+    config_desc = Descriptor.from_json(obj["config"])
+    if config_desc.size > MAX_DOCUMENT:
+        raise too_large(f"the config of {ref}", config_desc.size)
     if not store.has(config_desc.digest):
         _fetch_into_store(client, ref.repository, config_desc.digest, store)
-    config = Document(store.read_bytes(config_desc.digest), config_desc.media_type)
+    data = store.read_bytes(config_desc.digest)
+    check_config(data, len(obj["layers"]), f"the config of {ref}")
+    config = Document(data, config_desc.media_type)
     store.record_image(f"pulled {ref}", manifest.digest, manifest.media_type)
     image = Image(manifest, config, origin=f"{ref.registry}/{ref.repository}")
     return Image(manifest, config, image.origin, frozenset(d.digest for d in image.blobs()))

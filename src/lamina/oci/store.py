@@ -4,7 +4,8 @@ Layout under the store root::
 
     blobs/sha256/<hex>          every blob, named by the sha256 of its bytes
     layers/, keys/, images/     small JSON records that make it a build cache (see records.py)
-    tmp/                        partial writes, renamed into place only when complete
+    tmp/                        partial writes, renamed into place only when complete: each process in
+                                its own folder, removed by the next run if the process died (scratch.py)
     lock                        shared by builds, exclusive for ``gc`` (see gc.py)
 
 Writes are atomic and durable (temp file, fsync, rename, fsync of the directory; see files.py) and
@@ -21,6 +22,8 @@ import fcntl
 import hashlib
 import os
 import shutil
+import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,8 +31,9 @@ from typing import Any
 from lamina.errors import DigestMismatchError, StoreError
 from lamina.oci import gc as _gc
 from lamina.oci import records
+from lamina.oci.scratch import Scratch, sweep
 from lamina.oci.digest import CHUNK, DigestWriter, hex_of, sha256_digest
-from lamina.oci.files import atomic_file, atomic_write, commit_file, temp_file
+from lamina.oci.files import atomic_file, atomic_write, commit_file, disk_error, full_disk_reported, temp_file
 from lamina.oci.records import StoredLayer
 
 __all__ = ["BlobStore", "BlobWriter", "StoredLayer", "VerifyingReader", "atomic_file", "atomic_write",
@@ -56,7 +60,13 @@ class BlobWriter:
         self._hasher = DigestWriter(self._file)
 
     def write(self, data: bytes) -> int:
-        return self._hasher.write(data)
+        try:
+            return self._hasher.write(data)
+        except OSError as e:
+            self.abort()
+            if (full := disk_error(e, self._store.root)) is not None:
+                raise full from None
+            raise
 
     @property
     def size(self) -> int:
@@ -80,8 +90,10 @@ class BlobWriter:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             commit_file(self._file, self._tmp, target)
-        except BaseException:
+        except BaseException as e:
             self.abort()
+            if (full := disk_error(e, self._store.root)) is not None:
+                raise full from None
             raise
         return digest
 
@@ -130,12 +142,32 @@ class BlobStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser().absolute()
         self.blobs_dir = self.root / "blobs" / "sha256"
-        self.tmp_dir = self.root / "tmp"
-        for d in (self.blobs_dir, self.tmp_dir, *(self.root / r for r in records.RECORD_DIRS)):
-            d.mkdir(parents=True, exist_ok=True)
-        version = self.root / "VERSION"
-        if not version.exists():
-            atomic_write(version, STORE_VERSION.encode(), tmp_dir=self.tmp_dir)
+        self.tmp_root = self.root / "tmp"
+        self._scratch: Scratch | None = None
+        self._scratch_lock = threading.Lock()
+        with full_disk_reported(self.root):
+            for d in (self.blobs_dir, self.tmp_root, *(self.root / r for r in records.RECORD_DIRS)):
+                d.mkdir(parents=True, exist_ok=True)
+            version = self.root / "VERSION"
+            if not version.exists():
+                atomic_write(version, STORE_VERSION.encode())
+            sweep(self.tmp_root)  # the temp folders of killed runs
+
+    @property
+    def tmp_dir(self) -> Path:
+        """This process's own temp folder in the store (same filesystem as the blobs, so renames are atomic)."""
+        with self._scratch_lock:
+            if self._scratch is None:
+                with full_disk_reported(self.root):
+                    self._scratch = Scratch(self.tmp_root)
+                weakref.finalize(self, self._scratch.release)  # also at interpreter exit
+            return self._scratch.path
+
+    def close(self) -> None:
+        """Remove this process's temp folder (a killed process's is removed by the next run)."""
+        if self._scratch is not None:
+            self._scratch.release()
+            self._scratch = None
 
     @classmethod
     def open_default(cls, root: str | os.PathLike[str] | None = None) -> BlobStore:

@@ -22,7 +22,7 @@ from lamina.config import ServiceCode
 from lamina.oci.store import BlobStore
 from lamina.python.requirements import DeclaredRequirement, read_requirements
 from lamina.python.resolve import LockedDist
-from lamina.python.wheels import fetch_wheels
+from lamina.python.wheels import fetch_wheels, verified_wheel
 
 ERROR, WARNING, NOTE = "error", "warning", "note"
 MODULES_KIND = "wheel-modules"
@@ -273,7 +273,7 @@ def modules_of_dists(dists: Iterable[LockedDist], store: BlobStore) -> dict[str,
     if missing:
         paths = fetch_wheels(missing, store)
         for dist in missing:
-            modules = sorted(wheel_modules(paths[dist.name]))
+            modules = sorted(wheel_modules(verified_wheel(paths[dist.name], dist)))
             store.put_key(MODULES_KIND, dist.sha256, {"modules": modules})
             mapping.update({m: dist.name for m in modules})
     return mapping

@@ -26,7 +26,9 @@ from installer.sources import WheelFile
 
 from lamina.errors import LaminaError
 from lamina.oci.compress import workers
+from lamina.oci.files import disk_error
 from lamina.oci.tar import Entry, tree_entries
+from lamina.python.safety import check_staged, check_wheel
 from lamina.python.target import PythonTarget
 
 INSTALLER_NAME = b"lamina\n"
@@ -43,7 +45,12 @@ def _scheme(target: PythonTarget, name: str) -> dict[str, str]:
 
 
 def install_wheel(wheel: Path, name: str, target: PythonTarget, staging: Path, *, compile_bytecode: bool) -> None:
-    """Install ``wheel`` under ``staging`` as if ``staging`` were the image's root."""
+    """Install ``wheel`` under ``staging`` as if ``staging`` were the image's root.
+
+    The wheel is checked first (:func:`lamina.python.safety.check_wheel`: member paths and kinds, RECORD
+    against the files) and what was staged after: path safety is lamina's own, whatever installer does.
+    """
+    check_wheel(wheel, wheel.name)
     destination = SchemeDictionaryDestination(
         scheme_dict=_scheme(target, name),
         interpreter=target.venv_python,
@@ -55,8 +62,13 @@ def install_wheel(wheel: Path, name: str, target: PythonTarget, staging: Path, *
         with WheelFile.open(wheel) as source, warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # installer skips __pycache__ files of bad wheels
             install(source=source, destination=destination, additional_metadata={"INSTALLER": INSTALLER_NAME})
+    except OSError as e:
+        if (full := disk_error(e, staging)) is not None:
+            raise full from None
+        raise LaminaError(f"cannot install {wheel.name}: {e}", hint="check the store's tmp folder") from e
     except Exception as e:  # installer raises plain exceptions for bad wheels
         raise LaminaError(f"cannot install {wheel.name}: {e}", hint="the wheel is broken or not for this Python") from e
+    check_staged(staging, target.venv, wheel.name)
     if compile_bytecode:
         compile_site_packages(staging, target)
 

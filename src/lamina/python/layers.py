@@ -13,19 +13,26 @@ import hashlib
 import shutil
 import tempfile
 from collections.abc import Sequence
+from functools import cache
+from importlib.metadata import version
 from pathlib import Path
 
-from lamina.errors import LaminaError
-from lamina.oci.layer import LayerSpec, input_key
+from lamina.oci.layer import LAYER_BUDGET, LayerSpec, check_budget, input_key
 from lamina.oci.tar import Entry
 from lamina.python.install import install_wheel, staged_entries
 from lamina.python.resolve import LockedDist
 from lamina.python.target import PythonTarget
+from lamina.python.wheels import verified_wheel
 
 ALONE_BYTES = 1024 * 1024
 BUCKETS = 8
-LAYER_BUDGET = 100
 LAYOUT_VERSION = "python-layer-v2"  # change whenever what goes into a layer changes
+
+
+@cache
+def installer_version() -> str:
+    """The release of pypa ``installer`` that lays the wheels out: part of every Python layer's key."""
+    return version("installer")
 
 
 def bucket_of(name: str) -> int:
@@ -44,15 +51,6 @@ def group_dists(dists: Sequence[LockedDist]) -> list[list[LockedDist]]:
     return [buckets[b] for b in sorted(buckets)] + alone
 
 
-def check_budget(image: str, base_layers: int, new_layers: int) -> None:
-    if base_layers + new_layers > LAYER_BUDGET:
-        raise LaminaError(
-            f"image {image!r} would have {base_layers + new_layers} layers ({base_layers} from its base), "
-            f"over lamina's budget of {LAYER_BUDGET}",
-            hint="container runtimes fail near 127 layers; move requirements into fewer images",
-        )
-
-
 class PythonLayers:
     """Layer specs for groups of wheels; staging directories live until :meth:`cleanup`."""
 
@@ -67,7 +65,7 @@ class PythonLayers:
     def spec(self, group: Sequence[LockedDist]) -> LayerSpec:
         names = ", ".join(d.pin for d in group)
         description = f"python {names}" if len(group) <= 3 else f"python {len(group)} packages ({names[:80]}…)"
-        key = input_key(LAYOUT_VERSION, self.target.version, self.target.venv, self.target.interpreter,
+        key = input_key(LAYOUT_VERSION, f"installer={installer_version()}", self.target.version, self.target.venv, self.target.interpreter,
                         str(self.compile), str(self.uid), str(self.gid), *(f"{d.pin}:{d.sha256}" for d in group))
         return LayerSpec(lambda: self._entries(group), description, key, weight=sum(d.size or 0 for d in group))
 
@@ -78,11 +76,12 @@ class PythonLayers:
         return staged_entries(staging, uid=self.uid, gid=self.gid)
 
     def _named_wheel(self, dist: LockedDist) -> Path:
-        """The stored wheel under its real file name (installer reads name and version from it)."""
+        """The stored wheel under its real file name (installer reads name and version from it), re-hashed
+        against the lock's sha256 first: a wheel swapped in the store is refused, never installed."""
         link = self._root / "wheels" / dist.filename
         if not link.exists():
             link.parent.mkdir(exist_ok=True)
-            link.symlink_to(self.wheels[dist.name])
+            link.symlink_to(verified_wheel(self.wheels[dist.name], dist))
         return link
 
     def cleanup(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,23 @@ def fetch_wheels(
             with ThreadPoolExecutor(PARALLEL_DOWNLOADS, thread_name_prefix="lamina-wheel") as pool:
                 list(pool.map(one, missing))
     return {d.name: store.path(wheel_digest(d)) for d in dists}
+
+
+def verified_wheel(path: Path, dist: LockedDist) -> Path:
+    """``path`` (a wheel in the store) after checking it still hashes to the sha256 the lock pins."""
+    try:
+        with open(path, "rb") as f:
+            actual = hashlib.file_digest(f, "sha256").hexdigest()
+    except FileNotFoundError:
+        raise LaminaError(f"{dist.filename} ({dist.pin}) is not in the store at {path.parent}",
+                          hint="it was removed meanwhile (gc or by hand); build again") from None
+    if actual != dist.sha256:
+        raise DigestMismatchError(
+            f"the stored wheel {dist.filename} is corrupt or was swapped: it hashes to sha256 {actual}, "
+            f"the lock pins {dist.sha256} for {dist.pin}",
+            hint="nothing of it was installed; run `lamina store verify --delete`, then build again",
+        )
+    return path
 
 
 def _fetch(client: httpx.Client, dist: LockedDist, store: BlobStore) -> int:

@@ -20,6 +20,8 @@ import httpx
 
 from lamina.errors import DigestMismatchError, RegistryError, RegistryUnreachableError
 from lamina.oci.digest import DigestWriter, is_digest, sha256_digest, verify
+from lamina.oci.documents import MAX_DOCUMENT, check_manifest, read_capped, too_large
+from lamina.oci.http import describe
 from lamina.oci.mediatypes import MANIFEST_ACCEPT, OCI_INDEX
 from lamina.oci.reference import DOCKER_HUB, DOCKER_HUB_API
 from lamina.oci.registry.auth import RegistryAuth
@@ -224,17 +226,35 @@ class RegistryClient:
     def get_manifest(self, repo: str, reference: str, *, accept: str = MANIFEST_ACCEPT) -> Fetched:
         """GET a manifest or index by tag or digest (verified against the digest)."""
         what = f"manifest {self._manifest_name(repo, reference)}"
-        response = self._session.request(
-            "GET", f"/v2/{repo}/manifests/{reference}", what=what, headers={"Accept": accept}
-        )
-        data = response.content
+        policy = self._session.retry
+        for attempt in range(1, policy.attempts + 1):  # a body cut short is fetched again, as a failed request is
+            response = self._session.request(
+                "GET", f"/v2/{repo}/manifests/{reference}", what=what, headers={"Accept": accept}, stream=True
+            )
+            try:
+                announced = response.headers.get("Content-Length", "")
+                if announced.isdigit() and int(announced) > MAX_DOCUMENT:
+                    raise too_large(what, int(announced))
+                data = read_capped(response.iter_bytes(), what)
+                break
+            except httpx.TransportError as exc:
+                if attempt == policy.attempts:
+                    raise RegistryUnreachableError(
+                        f"reading {what} broke off (after {attempt} attempts): {describe(exc)}",
+                        hint="the registry (or a proxy) reset the connection; run again") from None
+                policy.wait(attempt)
+            finally:
+                response.close()
         digest = sha256_digest(data)
         if is_digest(reference):
             verify(data, reference, what=what)
         header = response.headers.get("Docker-Content-Digest")
         if header and is_digest(header) and header != digest:
-            raise DigestMismatchError(f"{what}: the registry says {header} but the bytes hash to {digest}")
-        return Fetched(data, _media_type(response, data), digest)
+            raise DigestMismatchError(f"{what}: the registry says {header} but the bytes hash to {digest}",
+                                      hint="the registry or a proxy altered the manifest; nothing was used")
+        media_type = _media_type(response, data)
+        check_manifest(data, media_type, what)  # JSON, and the fields lamina reads, before anyone uses it
+        return Fetched(data, media_type, digest)
 
     def head_manifest(self, repo: str, reference: str, *, accept: str = MANIFEST_ACCEPT) -> tuple[str, str, int] | None:
         """``(digest, media_type, size)`` of a manifest, or None if it is not there."""
@@ -279,13 +299,19 @@ class RegistryClient:
         path = f"/v2/{repo}/referrers/{digest}"
         if artifact_type:
             path += f"?artifactType={artifact_type}"
-        response = self._session.request(
-            "GET", path, expect=(200, 404), what=f"referrers of {self._manifest_name(repo, digest)}",
-            headers={"Accept": OCI_INDEX},
-        )
-        data = response.content
+        what = f"referrers of {self._manifest_name(repo, digest)}"
+        response = self._session.request("GET", path, expect=(200, 404), what=what, headers={"Accept": OCI_INDEX},
+                                         stream=True)
+        try:
+            data = read_capped(response.iter_bytes(), what)  # size-capped: a registry is not trusted to be brief
+        except httpx.TransportError as exc:
+            raise RegistryUnreachableError(f"reading {what} broke off: {describe(exc)}",
+                                           hint="the registry (or a proxy) reset the connection; run again") from None
+        finally:
+            response.close()
         if response.status_code == 404 or not _media_type(response, data).startswith(OCI_INDEX):
             return None
+        check_manifest(data, OCI_INDEX, what)
         return Fetched(data, OCI_INDEX, sha256_digest(data))
 
     def get_blob(self, repo: str, digest: str) -> bytes:
@@ -309,11 +335,22 @@ class RegistryClient:
                     upload_monolithic(self._session, location, digest, size, opener, what)
                 break
             except RegistryError as exc:
+                # A reset after the registry committed the blob makes the retried PUT fail (BLOB_UPLOAD_UNKNOWN:
+                # the upload session is gone because it succeeded): the blob being there is success.
+                if self._has_blob(repo, digest, size):
+                    log.debug("%s: %s, but the blob is there", what, exc.message)
+                    break
                 if attempt or not (getattr(exc, "codes", set()) & _RESTART_CODES):
                     raise
                 log.debug("restarting %s after %s", what, exc.message)
                 location = None
         self.stats.add(blobs_uploaded=1, bytes_uploaded=size)
+
+    def _has_blob(self, repo: str, digest: str, size: int) -> bool:
+        try:
+            return self.blob_size(repo, digest) == size
+        except RegistryError:
+            return False
 
     def _blob_name(self, repo: str, digest: str) -> str:
         return f"blob {self.registry}/{repo}@{digest}"

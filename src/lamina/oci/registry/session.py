@@ -21,7 +21,14 @@ from collections.abc import Callable, Iterable
 import httpx
 
 from lamina.errors import AuthError, NotFoundError, RegistryError, RegistryUnreachableError
-from lamina.oci.http import RETRY_STATUSES, RetryPolicy, describe, make_client, retry_after_seconds
+from lamina.oci.http import (
+    RETRY_STATUSES,
+    RetryPolicy,
+    certificate_failure,
+    describe,
+    make_client,
+    retry_after_seconds,
+)
 from lamina.oci.registry.auth import BodyNotReplayable
 
 __all__ = ["Body", "Session", "error_codes", "error_text", "is_loopback", "redact", "retry_after_seconds"]
@@ -132,6 +139,8 @@ class Session:
             self.http.get(f"https://{self.host}/v2/", auth=None).close()
             return "https"
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            if certificate_failure(exc) is not None:  # it speaks TLS, with a certificate we do not trust:
+                raise self._unreachable(exc, attempts=1) from None  # falling back to http would hide that
             log.debug("https to %s failed (%s); using http", self.host, describe(exc))
             return "http"
         except httpx.TimeoutException:
@@ -173,7 +182,7 @@ class Session:
                 log.debug("%s %s -> %s", method, redact(target), describe(exc))
                 attempt += 1
                 if not self.retry.retries_error(exc) or attempt >= attempts:
-                    raise self._unreachable(exc, attempts=attempt) from None
+                    raise self._unreachable(exc, attempts=attempt, what=what) from None
                 self.retry.wait(attempt)
                 continue
             log.debug("%s %s -> %d", method, redact(target), response.status_code)
@@ -186,11 +195,22 @@ class Session:
                 continue
             raise self._failure(response, what, attempts=attempt)
 
-    def _unreachable(self, exc: BaseException, *, attempts: int) -> RegistryUnreachableError:
+    def _unreachable(self, exc: BaseException, *, attempts: int, what: str = "") -> RegistryUnreachableError:
         tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+        if certificate_failure(exc) is not None:
+            return RegistryUnreachableError(
+                f"registry {self.registry}: {describe(exc)}",
+                hint="trust the registry's CA with --ca-file PATH or ca_file in [project] (or SSL_CERT_FILE); "
+                     "docs/registries.md",
+            )
+        if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)) or not what:
+            return RegistryUnreachableError(
+                f"registry {self.registry} is unreachable{tries}: {describe(exc)}",
+                hint="check the host name and port, your network, and that the registry is running",
+            )
         return RegistryUnreachableError(
-            f"registry {self.registry} is unreachable{tries}: {describe(exc)}",
-            hint="check the host name and port, your network, and that the registry is running",
+            f"the connection to registry {self.registry} broke during {what}{tries}: {describe(exc)}",
+            hint="the registry (or a proxy) reset the connection; run again: what was sent is kept",
         )
 
     def _failure(self, response: httpx.Response, what: str, *, attempts: int) -> RegistryError:

@@ -327,6 +327,8 @@ class Bench:
         blobs = server.storage / "docker/registry/v2/blobs/sha256"
         facts = {}
         for repo in sorted(repos.glob("*")) if repos.exists() else []:
+            if repo.name in ("lamina-cache", "buildah-cache"):
+                continue  # the tools' build caches, not images
             tags = sorted((repo / "_manifests/tags").glob("*/current/link"))
             if not tags:
                 continue

@@ -24,6 +24,10 @@ Scenarios (each a whole-family build and push, timed as the median of N runs, wi
   ml     one ML library moved one version
   core   one base-runtime library moved one version
   noop   nothing changed
+  fresh-runner   a CI runner that starts empty: one line of one service changed, no local cache at all,
+         the registry holding the previous family (lamina: a new, empty store, reading the registry's layer
+         cache; buildah: empty storage with --cache-from/--cache-to a cache repository in its registry,
+         filled beforehand, untimed, by a build with --cache-to)
 
 During lamina's first cold build the machine's CPU use is sampled every 0.5 s (/proc/stat).
 
@@ -66,7 +70,7 @@ PROFILES = {
              ("libs/requirements-ml-full.txt", "nltk", ["3.9.4", "3.9.3", "3.9.2", "3.9.1", "3.8.1"]),
              ("libs/requirements-base-full.txt", "orjson", ["3.12.0", "3.11.9", "3.11.8", "3.11.7", "3.11.6"])),
 }
-SCENARIOS = ("cold", "app", "ml", "core", "noop")
+SCENARIOS = ("cold", "app", "ml", "core", "noop", "fresh-runner")
 PODMAN_LIKE = ["--storage-driver", "overlay"]
 # The peer's Dockerfiles run `python3 -m venv` and RUN steps: python3-venv and a /bin/sh (dash) in the base.
 PYTHON_BASE_PACKAGES = ["python3", "python3-venv", "dash", "ca-certificates", "tzdata", "libstdc++6"]
@@ -358,7 +362,7 @@ class Bench:
         sbom = [] if self.args.sbom else ["--no-sbom"]  # the peers attach none: like for like by default
         return self.lamina("build", "--config", self.config.name, "--locked", "--push", "--no-check", *sbom, store=store)
 
-    def buildah_family(self, root: Path, peer: str) -> Sample:
+    def buildah_family(self, root: Path, peer: str, extra_flags: str = "") -> Sample:
         """The seed's method: the exported build scripts, bases first, then every service, each pushed;
         for the uv peer, with the Dockerfiles' pip steps made uv steps."""
         self.use_registry(peer)
@@ -373,7 +377,7 @@ class Bench:
             mounts += f" -v {uv_binary()}:/usr/local/bin/uv:ro"
         env = {
             "DOCKER": f"buildah --root {root / 'root'} --runroot {root / 'run'} {' '.join(PODMAN_LIKE)}",
-            "BUILD_FLAGS": f"--layers --isolation chroot --network host --tls-verify=false {mounts}",
+            "BUILD_FLAGS": f"--layers --isolation chroot --network host --tls-verify=false {mounts} {extra_flags}",
             "PUSH_FLAGS": "--tls-verify=false",
         }
         return merge([
@@ -471,7 +475,10 @@ class Bench:
                         raise SystemExit(f"scenario {scenario} starts from the caches the cold scenario leaves")
                     before = blob_bytes(self.registries[tool])
                     sampler = Utilisation() if tool == "lamina" and scenario == "cold" and not self.utilisation else None
-                    sample = self.lamina_family(cache) if tool == "lamina" else self.buildah_family(cache, tool)
+                    if scenario == "fresh-runner":
+                        sample = self.fresh_runner(tool, n)
+                    else:
+                        sample = self.lamina_family(cache) if tool == "lamina" else self.buildah_family(cache, tool)
                     if sampler is not None:
                         self.utilisation = sampler.stop()
                     sample.uploaded = sum(size for d, size in blob_bytes(self.registries[tool]).items() if d not in before)
@@ -490,15 +497,40 @@ class Bench:
 
     def change(self, scenario: str, n: int) -> None:
         """Make the scenario's change: every run a change neither tool has built before."""
-        if scenario == "app":
+        if scenario == "fresh-runner" and n == 0:
+            self.fill_buildah_cache()  # of the family as it is, before the change
+        if scenario in ("app", "fresh-runner"):
+            mark = "r" if scenario == "app" else "f"
             path = self.project / self.app_file
-            text = re.sub(r"Form \{\{ number \}\}( r\d+)?", "Form {{ number }}", path.read_text())
-            path.write_text(text.replace("Form {{ number }}", f"Form {{{{ number }}}} r{n}", 1))
+            text = re.sub(r"Form \{\{ number \}\}( [rf]\d+)?", "Form {{ number }}", path.read_text())
+            path.write_text(text.replace("Form {{ number }}", f"Form {{{{ number }}}} {mark}{n}", 1))
         elif scenario in ("ml", "core"):
             file, package, versions = self.ml_bump if scenario == "ml" else self.core_bump
             self.edit(file, f"{package}=={versions[n]}", f"{package}=={versions[n + 1]}")
             self.use_registry("lamina")
             self.lamina("lock", "--config", self.config.name, store=self.work / "setup-store")
+
+    def buildah_cache(self, peer: str) -> str:
+        return f"{self.registries[peer].host}/bench/buildah-cache"
+
+    def fill_buildah_cache(self) -> None:
+        """Each peer's registry cache of the family as it stands (untimed: what a previous CI run left)."""
+        for peer in (t for t in self.tools if t != "lamina"):
+            self.buildah_family(self.work / f"buildah-{peer}", peer, f"--cache-to {self.buildah_cache(peer)}")
+
+    def fresh_runner(self, tool: str, n: int) -> Sample:
+        """One whole-family build and push from nothing local: lamina with an empty store, buildah with empty
+        storage and its registry cache (both registries hold the previous family)."""
+        if tool == "lamina":
+            return self.lamina_family(self.work / f"fresh-store-{n}")
+        root = self.work / f"fresh-{tool}-{n}"
+        cache = self.buildah_cache(tool)
+        try:
+            return self.buildah_family(root, tool, f"--cache-from {cache} --cache-to {cache}")
+        finally:
+            buildah = ["buildah", "--root", str(root / "root"), "--runroot", str(root / "run"), *PODMAN_LIKE]
+            subprocess.run([*buildah, "rm", "--all"], capture_output=True)
+            subprocess.run([*buildah, "rmi", "--all", "--force"], capture_output=True)
 
     def reset(self, tool: str, cache: Path) -> None:
         """Empty build caches, and a registry holding only the Python base."""
@@ -520,6 +552,8 @@ class Bench:
         blobs = server.storage / "docker/registry/v2/blobs/sha256"
         facts = {}
         for repo in sorted(repos.glob("*")) if repos.exists() else []:
+            if repo.name in ("lamina-cache", "buildah-cache"):
+                continue  # the tools' build caches, not images
             tags = sorted((repo / "_manifests/tags").glob("*/current/link"))
             if not tags:
                 continue

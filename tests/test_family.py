@@ -161,10 +161,11 @@ def test_one_app_file_changes_exactly_one_layer_and_pushes_only_it(tmp_path, sto
     forms = next(p for p in summary["pushed"] if "/svc-forms:" in p["target"])
     assert sorted(d for d, o in forms["blobs"].items() if o == "uploaded") == sorted(
         [after["svc-forms"][-1], manifest(root, "svc-forms:1.0.0")["config"]["digest"]])
-    uploads = registry.count(mark, "POST", r"/blobs/uploads/$")
+    uploads = registry.count(mark, "POST", r"^/v2/(?!.*/lamina-cache/).*/blobs/uploads/$")
     # the changed layer and the new config, and svc-forms' two SBOMs (its digest changed): nothing else in the
     # whole family (the other images' SBOMs are attached already, byte for byte)
     assert uploads == 2 + 2
+    assert registry.count(mark, "POST", r"/lamina-cache/blobs/uploads/$") == 1  # and the layer cache's new index
 
 
 def test_bumping_one_ml_library_changes_only_its_layer(tmp_path, store):

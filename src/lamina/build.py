@@ -282,9 +282,11 @@ def assemble(spec: ImageSpec, platform: Platform, base: Base | None, built: list
         annotations[ANNOTATION_BASE_DIGEST] = base.image.digest
     annotations.update(spec.annotations)
     manifest = build_manifest(config, layers, annotations=annotations, fmt=options.format)
+    remote = {**(base.image.remote_blobs if base else {}),
+              **{b.layer.digest: b.origin for b in built if b.origin is not None}}
     if base is None or base.image.origin is None:
-        return Image(manifest, config)
-    return Image(manifest, config, base.image.origin, base.image.origin_blobs)
+        return Image(manifest, config, remote_blobs=remote)
+    return Image(manifest, config, base.image.origin, base.image.origin_blobs, remote)
 
 
 def _optional_annotations(options: BuildOptions) -> dict[str, str]:

@@ -49,6 +49,10 @@ class NotFoundError(RegistryError):
     """A manifest or blob is not in the registry (wrong reference, or never pushed)."""
 
 
+class BaseImageNotFound(NotFoundError):
+    """A base the build takes from the registry as published is not there (the seed's "Base image not found")."""
+
+
 class LockStaleError(LaminaError):
     """The lock file lacks a fresh entry for an image and resolving is forbidden (``--locked``, ``export``)."""
 

@@ -17,13 +17,15 @@ from lamina.build import Base, BuildOptions, BuiltImage, PlannedImage, finish_im
 from lamina.config import ImageSpec, ProjectConfig
 from lamina.debian.image import Debian, settings_of
 from lamina.debian.step import DebianStep
-from lamina.errors import ConfigError
+from lamina.errors import BaseImageNotFound, ConfigError, NotFoundError
 from lamina.files import FilesStep
 from lamina.lock import Lock
 from lamina.inventory import describe_component
+from lamina.oci.cache import RemoteLayers
 from lamina.oci.elf import foreign, wrong_architecture
-from lamina.oci.layer import BuiltLayer, build_layers
+from lamina.oci.layer import BuiltLayer, available, build_layers
 from lamina.oci.model import Artifact, Index, Platform
+from lamina.oci.reference import Reference
 from lamina.oci.remote import Registries
 from lamina.oci.store import BlobStore
 from lamina.plan import build_order
@@ -31,6 +33,10 @@ from lamina.python.check import CheckedImage, Finding, check_family
 from lamina.python.image import PinConflict, PythonSession, PythonState
 from lamina.python.step import PythonStep
 from lamina.steps import Step, StepLayer
+
+def _publish_command(name: str) -> str:
+    return f"`lamina build {name} --push` (or, next to the registry, `lamina build {name} --push --on ssh://USER@HOST`)"
+
 
 #: (image name, platform): what the family builds one of.
 Key = tuple[str, Platform]
@@ -67,6 +73,11 @@ class Family:
     platforms: Sequence[Platform] = ()
     on_status: Callable[[str, str], None] | None = None
     on_layer: Callable[[str, BuiltLayer], None] | None = None
+    #: The registry's layer cache (:mod:`lamina.cache`): layers it has are neither built nor fetched.
+    remote: RemoteLayers | None = None
+    #: The seed's Step 2: project images that are only bases of the images asked for are taken as
+    #: published in the registry — never built here; one missing there, or different here, is an error.
+    published_bases: bool = False
     #: False: what is resolved stays in memory (``lamina build --dry-run`` writes nothing).
     save_lock: bool = True
     lock: Lock = field(init=False)
@@ -78,14 +89,16 @@ class Family:
         update = set(self.update)
         status = self._lock_status
         self.debian = Debian(self.store, settings_of(self.config), locked=self.locked, update=update,
-                             lock_name=self.lock.path.name, on_status=status)
+                             lock_name=self.lock.path.name, on_status=status, remote=self.remote)
         self.python = PythonSession(self.store, self.config.python, self.config.root, locked=self.locked,
                                     update=update, upgrade=self.upgrade, lock_name=self.lock.path.name,
-                                    on_status=status)
+                                    on_status=status, remote=self.remote)
         self.steps: list[Step] = [DebianStep(self.debian), PythonStep(self.python),
                                   FilesStep(str(self.config.root))]
         self.resolved: list[str] = []
         self.conflicts: list[Finding] = []
+        #: Published bases of the build (``published_bases``): where each is, and its digest there.
+        self._published: dict[Key, tuple[Reference, str]] = {}
 
     def _lock_status(self, text: str) -> None:
         if self.on_status:
@@ -120,15 +133,67 @@ class Family:
         """
         try:
             plans = self._plan_all(names, fetch=not lock_only)
+            published = self._published
             if lock_only:
                 built = [BuiltImage(p.name, p.platform, p.draft, p.base, [], None, p.results, p.states,
                                     p.os_packages, p.seconds) for p in plans.values()]
             else:
+                for key in published:
+                    self._all_layers_published(plans[key], published[key][0])
                 built = self._build_and_finish(plans)
+                for b in built:
+                    if (b.name, b.platform) in published:
+                        self._same_as_published(b, *published[(b.name, b.platform)])
         finally:
             self.close()
         self._save_lock()
         return built
+
+    def _published_at(self, spec: ImageSpec) -> tuple[Reference, str]:
+        """Where a base is published and its digest there; an error naming both when it is not there."""
+        target = naming.push_target(self.config, spec, naming.tag_for(self.config, spec, self.tag))
+        found = self.registries.client(target.registry).head_manifest(target.repository, target.identifier)
+        if found is None:
+            raise BaseImageNotFound(f"base image {target} not found: {spec.name!r} has not been published there",
+                                    hint=f"publish it first with {_publish_command(spec.name)}, or check registry, "
+                                         "owner and base_version in lamina.toml")
+        return target, found[0]
+
+    def _all_layers_published(self, plan: PlannedImage, target: Reference) -> None:
+        """An error when a published base's layers, as planned here, are not all in the store or the
+        registry's cache (it would be built here: lamina.toml or lamina.lock changed since)."""
+        mt, mtime = self.options.media_type, self.options.mtime
+        missing = [layer.spec.description for layer in plan.layers
+                   if not available(self.store, layer.spec, mt, mtime, remote=self.remote)]
+        if missing:
+            raise BaseImageNotFound(
+                f"{plan.name!r} as lamina.toml and lamina.lock describe it is not what {target} holds: "
+                f"{len(missing)} of its layers are in neither the store nor the registry's layer cache "
+                f"(first: {missing[0]})",
+                hint=f"publish this version with {_publish_command(plan.name)}, or check out the lamina.lock "
+                     "it was published from")
+
+    def _base_not_found(self, spec: ImageSpec) -> BaseImageNotFound:
+        """The seed's "Base image not found", for a ``from`` reference the registry lacks: which command
+        publishes it when it is one of the project's own images, else what to check."""
+        publishes = None
+        for other in self.config.images.values():
+            try:
+                if spec.base == str(naming.push_target(self.config, other, naming.own_tag(self.config, other))):
+                    publishes = other.name
+            except ConfigError:
+                continue
+        if publishes is not None:
+            hint = f"it is the project's {publishes!r}: publish it first with {_publish_command(publishes)}"
+        else:
+            hint = "push it first (the seed: ./scripts/build-base-images.sh), or fix the tag or owner in `from`"
+        return BaseImageNotFound(f"base image {spec.base} of {spec.name!r} not found in its registry", hint=hint)
+
+    def _same_as_published(self, built: BuiltImage, target: Reference, digest: str) -> None:
+        if built.image.digest != digest and len(self.config.image(built.name).platforms) == 1:
+            raise BaseImageNotFound(
+                f"{built.name!r} built from its layers here is {built.image.digest}, but {target} is {digest}",
+                hint=f"its settings changed since it was published: publish it with `lamina build {built.name} --push`")
 
     def plan(self, names: Sequence[str], *, download: bool = True) -> dict[Key, PlannedImage]:
         """The first step of :meth:`build` alone: every image planned, its layers described (keys,
@@ -138,12 +203,15 @@ class Family:
 
     def _plan_all(self, names: Sequence[str], *, fetch: bool, download: bool = True) -> dict[Key, PlannedImage]:
         self.conflicts = []
+        self._published = {}
         plans: dict[Key, PlannedImage] = {}
         for name, platform in self.keys(names):
             spec = self.config.image(name)
             if spec.base in self.config.images and (spec.base, platform) not in plans:
                 self._missing_base_platform(spec, platform)
                 continue  # its base could not be planned (a conflict, reported)
+            if self.published_bases and fetch and name not in names:
+                self._published[(name, platform)] = self._published_at(spec)  # before anything is fetched for it
             drafts = {b: p.as_base(self.base_name(p.spec)) for (b, pf), p in plans.items() if pf == platform}
             planned = self._plan(spec, platform, drafts, fetch=fetch, download=download)
             if planned is not None:
@@ -178,6 +246,10 @@ class Family:
         except PinConflict as conflict:
             self.conflicts.extend(conflict.findings)
             return None
+        except NotFoundError as missing:
+            if spec.base in self.config.images or spec.base not in missing.message:
+                raise
+            raise self._base_not_found(spec) from None
         resolved = [r for r in planned.results if r.resolved and r.lock is not None]
         for result in resolved:
             self.lock.set_section(spec.name, where, result.kind, result.lock)
@@ -197,7 +269,8 @@ class Family:
                 self.on_layer(by_description.get(layer.description, "layers"), layer)
 
         layers = build_layers(self.store, specs, compression=self.options.compression,
-                              media_type=self.options.media_type, mtime=self.options.mtime, on_done=done)
+                              media_type=self.options.media_type, mtime=self.options.mtime, on_done=done,
+                              remote=self.remote)
         seconds = time.monotonic() - started
         per_image: dict[Key, list[BuiltLayer]] = {key: [] for key in plans}
         for (key, i), layer in zip(owners, layers, strict=True):

@@ -28,6 +28,7 @@ from lamina.errors import ConfigError, UsageError
 from lamina.family import Family, Product
 from lamina.lock import Lock
 from lamina.oci import http
+from lamina.oci.cache import RemoteLayers
 from lamina.oci.model import Platform
 from lamina.oci.reference import Reference
 from lamina.oci.registry.credentials import Credential
@@ -95,7 +96,8 @@ class Session:
 
     def family(self, *, tag: str | None = None, format: str | None = None, compression: str | None = None,
                pushing: bool = False, locked: bool = False, update: Sequence[str] = (),
-               platforms: Sequence[Platform] = ()) -> Family:
+               platforms: Sequence[Platform] = (), remote: RemoteLayers | None = None,
+               published_bases: bool = False) -> Family:
         """The image family of this project, with ``format``/``compression`` overriding the config's."""
         options = BuildOptions(
             format=format or self.config.format,
@@ -105,7 +107,8 @@ class Session:
             version=self.config.version,
         )
         return Family(self.config, self.store, self.registries, options, tag or self.tag,
-                      pushing=pushing, locked=locked, update=update, platforms=platforms)
+                      pushing=pushing, locked=locked, update=update, platforms=platforms, remote=remote,
+                      published_bases=published_bases)
 
     def images(self, names: Sequence[str] = ()) -> list[str]:
         """``names`` checked against the config, or every image when empty."""

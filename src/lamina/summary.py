@@ -9,12 +9,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from lamina.build import BuiltImage
+from lamina.oci.cache import RemoteLayers
 from lamina.oci.remote import PushReport
 from lamina.publish import Output
 
 
-def build_summary(built: Sequence[BuiltImage], output: Output | None, reports: Sequence[PushReport]) -> dict[str, Any]:
-    """The summary as JSON-ready data: images (digest, layers built and reused, downloads, time) and pushes."""
+def build_summary(built: Sequence[BuiltImage], output: Output | None, reports: Sequence[PushReport],
+                  cache: RemoteLayers | None = None) -> dict[str, Any]:
+    """The summary as JSON-ready data: images (digest, layers built and reused, downloads, time), pushes, and
+    what the registry's layer cache gave (``cache``: null when the build read none)."""
     return {
         "output": str(output) if output else None,
         "images": [
@@ -36,4 +39,9 @@ def build_summary(built: Sequence[BuiltImage], output: Output | None, reports: S
             {"target": r.target, "digest": r.digest, "bytes_uploaded": r.bytes_uploaded, "blobs": r.outcomes}
             for r in reports
         ],
+        "cache": None if cache is None else {
+            "references": [str(r) for r in cache.refs],
+            "hits": cache.hits,
+            "rejected": list(cache.rejected),
+        },
     }

@@ -107,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ns = parser.parse_args(args)
         except SystemExit as e:  # --help, --version, or a usage error argparse has printed
             return e.code if isinstance(e.code, int) else 0
+        ns.argv = list(args)  # as given: `build --on` runs the same command elsewhere
         _logging(ns.verbose or ns.debug)
         if not hasattr(ns, "func"):
             parser.print_help(sys.stderr)

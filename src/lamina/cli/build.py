@@ -19,8 +19,11 @@ from lamina.cli.options import (
     open_session,
     platforms_arg,
 )
+from lamina.cache import pushed_images, record_pushed, remote_layers, seed_records
+from lamina.config import find_config
 from lamina.errors import LaminaError, ServiceCheckFailed, UsageError
 from lamina.oci.compress import Compression
+from lamina.onhost import Host, SendReport, build_there, remote_argv
 from lamina.publish import Output, push, write_output
 from lamina.summary import build_summary
 from lamina.supply.keys import PASSWORD_VARIABLES, PrivateKey, read_password
@@ -45,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             ("lamina build --locked --json", "CI: exactly what lamina.lock says; digests as JSON on stdout"),
             ("lamina build --push --registry 127.0.0.1:5000 --owner me", "push, uploading only missing blobs"),
             ('echo "$TOKEN" | lamina build --push --username me --password-stdin', "with a credential"),
+            ("lamina build base-ml --push --on ssh://deploy@build-host", "build and push on a machine next to the registry"),
             ("lamina build --push --sign cosign.key", "sign, and attach SBOMs and signed provenance"),
         ),
     )
@@ -63,6 +67,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-check", action="store_true", help="do not run `lamina check` on the services")
     p.add_argument("--locked", action="store_true",
                    help="fail if lamina.lock is missing or stale instead of resolving (and never write it)")
+    p.add_argument("--published-bases", action="store_true",
+                   help="take the project images the named ones are built on as published in the registry (the "
+                        "seed's Step 2): never built here, nothing of them downloaded, not pushed again; fails "
+                        "naming the reference when one is not there")
+    p.add_argument("--no-remote-cache", action="store_true",
+                   help="do not read or update the layer cache in the registry (docs/cache.md): build every layer "
+                        "the store lacks")
     p.add_argument("--dry-run", action="store_true",
                    help="build nothing: print the rebuild graph (as `lamina plan`: layers to build and why, bytes to push)")
     add_json(p, "a summary (digests, layers, pushes)")
@@ -76,10 +87,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     supply.add_argument("--no-sbom", action="store_true",
                         help="do not attach SBOMs to the images written to an OCI layout or pushed")
     add_registry(p)
+    on = p.add_argument_group("building on another machine (docs/cache.md)")
+    on.add_argument("--on", metavar="ssh://[USER@]HOST[:PORT][/DIR]",
+                    help="send the project (only files changed since the last send) to HOST with ssh and run this "
+                         "build there (lamina must be installed there); its output and exit status are ours. "
+                         "Credentials are the remote's own. Default DIR: ~/lamina-builds/<project folder>")
+    on.add_argument("--known-hosts", type=Path, metavar="FILE",
+                    help="the host keys to trust (default: ssh's known_hosts); an unknown key always fails")
+    on.add_argument("--identity", type=Path, metavar="FILE", help="the ssh private key to log in with")
+    on.add_argument("--remote-lamina", default="lamina", metavar="COMMAND",
+                    help="how to run lamina there (default: lamina on the PATH of a non-interactive ssh session)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.on:
+        return run_on(args)
     if args.dry_run:
         from lamina.cli import plan
 
@@ -93,11 +116,17 @@ def run(args: argparse.Namespace) -> int:
         out = None
         if args.output or not args.push:  # a push alone needs no local copy (nor the base's layers)
             out = Output.parse(args.output or config.output, Path.cwd() if args.output else config.root)
+        remote = None if args.no_remote_cache else remote_layers(
+            config, session.registries, store, pushing=args.push or args.published_bases, fetch=out is not None,
+            warn=output.warn)
         with store.shared_lock():
             family = session.family(tag=tag, format=args.format, compression=args.compression,
-                                    pushing=args.push, locked=args.locked, platforms=platforms_arg(args.platform))
+                                    pushing=args.push, locked=args.locked, platforms=platforms_arg(args.platform),
+                                    remote=remote, published_bases=args.published_bases)
             built = output.run_family(family, names)
             named = session.named(family.products(built), tag)
+            if remote is not None and remote.hits and not args.no_check:
+                seed_records(remote)  # what the reused layers' wheels provide, for the check
             output.print_built(built)
             findings = family.conflicts if args.no_check else family.check(built)
             output.print_findings(findings)
@@ -117,12 +146,15 @@ def run(args: argparse.Namespace) -> int:
                     _attach_to_layout(session, out.path, named, key)
             reports = []
             if args.push:
-                targets = session.targets(named)
+                targets = session.targets([n for n in named if not args.published_bases or n.name in names])
                 with output.status("pushing…") as update:
                     reports = push(targets, store, session.registries,
                                    on_blob=lambda d, outcome: update(f"pushing: {outcome} {d[:19]}"))
                 for report in reports:
                     output.print_push(report)
+                if not args.no_remote_cache:
+                    record_pushed(config, pushed_images(built, targets), store, session.registries, output.warn,
+                                  remote)
                 if not args.no_sbom or key is not None:
                     with output.status("attaching SBOMs and provenance…"):
                         signed = attach_and_sign(config, store, session.registries, targets, key)
@@ -131,8 +163,28 @@ def run(args: argparse.Namespace) -> int:
             if args.report:
                 _write_report(Path(args.report), built, {n.name: n.tag for n in named}, session)
     if args.json:
-        output.print_json(build_summary(built, out, reports))
+        output.print_json(build_summary(built, out, reports, remote))
     return 0
+
+
+def run_on(args: argparse.Namespace) -> int:
+    """``--on ssh://...``: the same build, on that host."""
+    host = Host.parse(args.on)
+    config = (args.config.absolute() if args.config else find_config(Path.cwd()))
+    root = config.parent
+
+    def sent(report: SendReport) -> None:
+        what = f"{len(report.sent)} changed file(s)" + (f", {len(report.deleted)} deleted" if report.deleted else "")
+        output.console.print(f"sent {what} to {host} ({output.size(report.bytes)})")
+        if getattr(args, "verbose", False):
+            for path in report.sent:
+                output.console.print(f"  {path}")
+
+    if not hasattr(args, "argv"):
+        raise UsageError("--on needs the command line as given", hint="run it through lamina.cli.main(argv)")
+    argv = remote_argv(args.argv, root, config)
+    return build_there(host, root, argv, known_hosts=args.known_hosts, identity=args.identity,
+                       lamina=args.remote_lamina, on_sent=sent)
 
 
 def _write_report(path: Path, built: list, tags: dict[str, str], session) -> None:
@@ -147,6 +199,8 @@ def _write_report(path: Path, built: list, tags: dict[str, str], session) -> Non
         report = analyze_with_store(built_images(images, session.store, session.registries), session.store)
         write_report(path, report, title=session.config.root.name)
     output.console.print(f"wrote the report to {path}")
+
+
 def _signing_key(args: argparse.Namespace) -> PrivateKey | None:
     """The key of --sign, decrypted before anything is built (a wrong password fails at once)."""
     if args.sign is None:

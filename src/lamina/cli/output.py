@@ -122,3 +122,8 @@ def print_error(message: str, hint: str | None = None) -> None:
     console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)  # one line, however wide the terminal
     if hint:
         console.print(f"  [yellow]hint:[/] {escape(hint)}", soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    """A warning on stderr: something was skipped or done another way, and the build goes on."""
+    console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)

@@ -161,6 +161,10 @@ class ProjectConfig:
     compression: Compression = "gzip"
     output: str = DEFAULT_OUTPUT
     insecure_registries: tuple[str, ...] = ()
+    #: The layer cache pushes record their layers in (default REGISTRY/OWNER/lamina-cache:layers),
+    #: and further caches builds read (never write), e.g. the main branch's from a feature branch.
+    cache: str | None = None
+    cache_from: tuple[str, ...] = ()
     #: A private CA (PEM) trusted for registries and downloads, besides the system's (``--ca-file`` wins).
     ca_file: Path | None = None
     source: str | None = None

@@ -165,6 +165,9 @@ class _Reader:
         values["format"] = self.choice("project", proj, "format", get_args(Format), "oci")
         values["compression"] = self.choice("project", proj, "compression", get_args(Compression), "gzip")
         values["insecure_registries"] = tuple(self.str_list("project", proj, "insecure_registries") or ())
+        if (cache := self.get("project", proj, "cache", str, "a reference such as \"registry/owner/lamina-cache:main\"")) is not None:
+            values["cache"] = cache
+        values["cache_from"] = tuple(self.str_list("project", proj, "cache_from") or ())
         for key in ("debian_mirror", "debian_security_mirror"):
             if (url := self.get("project", proj, key, str, "a URL such as \"https://deb.debian.org/debian\"")) is not None:
                 if not re.match(r"https?://[^/]+", url):
@@ -439,7 +442,7 @@ class _Reader:
 
 _PROJECT_KEYS = dict.fromkeys(
     ["registry", "owner", "version", "base_version", "base_version_scheme", "format", "compression", "output", "insecure_registries", "source", "revision", "platform",
-     "platforms", "ca_file", "debian_mirror", "debian_security_mirror", "debian_suites", "debian_keyring"]
+     "platforms", "ca_file", "cache", "cache_from", "debian_mirror", "debian_security_mirror", "debian_suites", "debian_keyring"]
 )
 _IMAGE_KEYS = dict.fromkeys(
     ["from", "platform", "copy", "symlinks", "env", "workdir", "user", "entrypoint", "cmd", "expose", "labels", "healthcheck",

@@ -41,6 +41,7 @@ from lamina.debian.status import read_base_facts, status_entries
 from lamina.debian.system import APP_USER, postinst_entries, system_entries
 from lamina.errors import ConfigError, DigestMismatchError, LaminaError, LockStaleError
 from lamina.inventory import Component
+from lamina.oci.cache import RemoteLayers
 from lamina.oci.layer import LayerSpec, cached_layer, input_key
 from lamina.oci.model import Image, Platform
 from lamina.oci.remote import Registries, ensure_blobs
@@ -175,8 +176,11 @@ class Debian:
         update: Iterable[str] = (),
         lock_name: str = "lamina.lock",
         on_status: Callable[[str], None] | None = None,
+        remote: RemoteLayers | None = None,
     ) -> None:
         self.store = store
+        #: The registry's layer cache: a layer it has needs no package downloaded.
+        self.remote = remote
         self.settings = settings or DebianSettings()
         self.locked = locked
         self.update = set(update)
@@ -278,7 +282,7 @@ class Debian:
         needed: list[LockedPackage] = []
         for description, group in group_packages(packages):
             key = input_key("debian-packages", LAYER_FORMAT, *(f"{p.name}={p.sha256}" for p in group))
-            if cached_layer(self.store, key, media_type, mtime) is None:
+            if cached_layer(self.store, key, media_type, mtime, remote=self.remote) is None:
                 needed.extend(group)
             spec_ = LayerSpec(lambda group=group: package_layer_entries(self.store, group), description, key=key)
             layers.append((spec_, tuple(_component(p, urls, spec.name) for p in group)))
@@ -298,7 +302,7 @@ class Debian:
         records = [after.debs[name] for name in sorted(after.debs)]
         key = input_key("debian-system-state", LDCACHE_FORMAT, after.arch, *(f"{r['name']}={r['sha256']}" for r in records))
         missing: list[Download] = []
-        if cached_layer(self.store, key, media_type, mtime) is None:
+        if cached_layer(self.store, key, media_type, mtime, remote=self.remote) is None:
             for r in records:
                 digest = "sha256:" + r["sha256"]
                 if self.store.get_key(FACTS_KIND, r["sha256"]) is None and not self.store.has(digest):

@@ -6,6 +6,10 @@ file stats (:func:`lamina.oci.tar.signature`). On a hit the stored blob is the l
 streaming pass goes tar → sha256 (diff_id) → compressor → sha256 → store, never holding the layer
 in memory; if the store already had a blob for that diff_id, that blob is kept, so a layer's
 compressed bytes never change once made.
+
+Between the store and building sits the registry cache (:mod:`lamina.oci.cache`), when the build has
+one: it is asked for the layer's *portable* key — the caller's key, or for a layer of files a hash
+of their content (a signature of file stats means nothing on another machine).
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from lamina.errors import LaminaError
+from lamina.oci.cache import RemoteLayers
 from lamina.oci.compress import Compression, compression_of, compressor, compressor_id, workers
 from lamina.oci.digest import DigestWriter
 from lamina.oci.elf import elf_architecture, elf_header
 from lamina.oci.files import full_disk_reported
+from lamina.oci.records import key_hex
 from lamina.oci.store import BlobStore, StoredLayer
 from lamina.oci.tar import Entry, signature, tar_chunks
 
@@ -65,26 +71,42 @@ class BuiltLayer:
     #: The CPU architectures of the ELF executables and libraries in it (architecture → one such path);
     #: None when unknown (a layer recorded by an older lamina).
     elf: Mapping[str, str] | None = None
+    #: The hex of the layer's full portable input key: what the registry cache records it under.
+    key: str | None = None
+    #: The registry repository (``host/repo``) its blob is in when it is not in the store (a cache hit).
+    origin: str | None = None
 
 
 def build_layer(
-    store: BlobStore, spec: LayerSpec, *, compression: Compression, media_type: str, mtime: int
+    store: BlobStore, spec: LayerSpec, *, compression: Compression, media_type: str, mtime: int,
+    remote: RemoteLayers | None = None,
 ) -> BuiltLayer:
-    """Make (or find) the compressed layer blob for ``spec``."""
+    """Make (or find, in the store or the registry cache) the compressed layer blob for ``spec``."""
     entries: list[Entry] | None = None
     key = spec.key
     if key is None:
         entries = list(spec.entries())
         key = "sig:" + signature(entries)
-    full_key = _full_key(key, media_type, mtime, compression)
-    if (found := cached_layer(store, key, media_type, mtime, compression)) is not None:
-        record = store.get_key(LAYER_KEY_KIND, full_key) or {}
-        return BuiltLayer(found, spec.description, True, record.get("elf"))
+    full = _full_key(key, media_type, mtime, compression)
+    record = store.get_key(LAYER_KEY_KIND, full)
+    found = _stored(store, record, media_type, compression)
+    # the portable key of a layer of files costs a read of its files: only builds with a registry cache need it
+    content = remote is not None
+    if found is not None and record is not None:
+        portable = record.get("portable") or _portable(spec, entries, media_type, mtime, compression, content=content)
+        return BuiltLayer(found, spec.description, True, record.get("elf"), portable)
+    portable = _portable(spec, entries, media_type, mtime, compression, content=content)
+    if remote is not None and portable is not None and (hit := remote.find(portable, media_type)) is not None:
+        if hit.origin is None:  # downloaded and checked: a layer of the store from now on
+            store.put_key(LAYER_KEY_KIND, full, {"diff_id": hit.layer.diff_id, "portable": portable, "elf": hit.elf})
+        return BuiltLayer(hit.layer, spec.description, True, hit.elf, portable, hit.origin)
     elf: dict[str, str] = {}
     source = spec.entries() if entries is None else entries
     layer, reused = _write(store, note_architectures(source, elf), compression, media_type, mtime)
-    store.put_key(LAYER_KEY_KIND, full_key, {"diff_id": layer.diff_id, "elf": dict(sorted(elf.items()))})
-    return BuiltLayer(layer, spec.description, reused, elf)
+    elf = dict(sorted(elf.items()))
+    record = {"diff_id": layer.diff_id, "elf": elf, **({"portable": portable} if portable else {})}
+    store.put_key(LAYER_KEY_KIND, full, record)
+    return BuiltLayer(layer, spec.description, reused, elf, portable)
 
 
 def note_architectures(entries: Iterable[Entry], found: dict[str, str]) -> Iterator[Entry]:
@@ -98,15 +120,75 @@ def note_architectures(entries: Iterable[Entry], found: dict[str, str]) -> Itera
         yield entry
 
 
-def cached_layer(
-    store: BlobStore, key: str, media_type: str, mtime: int, compression: Compression | None = None
-) -> StoredLayer | None:
-    """The stored layer made earlier from inputs with this key, if any: callers use it to skip
-    preparing inputs (downloads, installs) of layers that will not be made again. ``compression``
-    defaults to what ``media_type`` names (for gzip, the default deflate)."""
+def cached_layer(store: BlobStore, key: str, media_type: str, mtime: int, compression: Compression | None = None,
+                 remote: RemoteLayers | None = None) -> StoredLayer | None:
+    """The layer made earlier from inputs with this key — in the store, else in the registry cache
+    (checked) — if any: callers use it to skip preparing inputs (downloads, installs) of layers that
+    will not be made here. ``compression`` defaults to what ``media_type`` names (for gzip, the default
+    deflate)."""
     kind = compression or compression_of(media_type)
-    record = store.get_key(LAYER_KEY_KIND, _full_key(key, media_type, mtime, kind))
-    return store.find_layer(record["diff_id"], media_type, compressor_id(kind)) if record else None
+    full = _full_key(key, media_type, mtime, kind)
+    found = _stored(store, store.get_key(LAYER_KEY_KIND, full), media_type, kind)
+    if found is None and remote is not None and (hit := remote.find(key_hex(full), media_type)) is not None:
+        return hit.layer
+    return found
+
+
+def available(store: BlobStore, spec: LayerSpec, media_type: str, mtime: int, compression: Compression | None = None,
+              remote: RemoteLayers | None = None) -> bool:
+    """Whether the layer exists already (in the store, or in the registry cache, checked): a build would
+    neither make nor fetch it."""
+    kind = compression or compression_of(media_type)
+    if spec.key is not None:
+        return cached_layer(store, spec.key, media_type, mtime, kind, remote) is not None
+    entries = list(spec.entries())
+    if cached_layer(store, "sig:" + signature(entries), media_type, mtime, kind) is not None:
+        return True
+    if remote is None:
+        return False
+    portable = _portable(spec, entries, media_type, mtime, kind)
+    return portable is not None and remote.find(portable, media_type) is not None
+
+
+def _stored(store: BlobStore, record: dict | None, media_type: str, compression: Compression) -> StoredLayer | None:
+    if record is None:
+        return None
+    return store.find_layer(record["diff_id"], media_type, compressor_id(compression))
+
+
+def _portable(spec: LayerSpec, entries: list[Entry] | None, media_type: str, mtime: int, compression: Compression, *,
+              content: bool = True) -> str | None:
+    """The key of the layer's inputs that means the same on every machine (hex of the full key); for a
+    layer without a caller's key, the hash of its files' content (None unless ``content``)."""
+    if spec.key is not None:
+        return key_hex(_full_key(spec.key, media_type, mtime, compression))
+    if not content:
+        return None
+    return key_hex(_full_key("content:" + content_key(entries if entries is not None else spec.entries()),
+                             media_type, mtime, compression))
+
+
+def content_key(entries: Iterable[Entry]) -> str:
+    """A fingerprint of a layer's entries by their content (files are read and hashed): equal on
+    every machine for equal files, whatever their paths, times or inodes there."""
+    digest = hashlib.sha256()
+    for e in sorted(entries, key=lambda e: tuple(e.path.split("/"))):
+        if e.data is not None:
+            content = hashlib.sha256(e.data).hexdigest()
+        elif e.source is not None and e.kind == "file":
+            content = _file_sha256(e.source)
+        else:
+            content = ""
+        digest.update(f"{e.path}\0{e.kind}\0{e.mode}\0{e.uid}\0{e.gid}\0{e.target}\0{content}\n".encode())
+    return digest.hexdigest()
+
+
+def _file_sha256(path: object) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:  # type: ignore[call-overload]
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _full_key(key: str, media_type: str, mtime: int, compression: Compression) -> str:
@@ -139,6 +221,7 @@ def build_layers(
     media_type: str,
     mtime: int,
     on_done: Callable[[BuiltLayer], None] | None = None,
+    remote: RemoteLayers | None = None,
 ) -> list[BuiltLayer]:
     """Build several layers (result order = ``specs`` order): the heaviest first, :data:`IN_FLIGHT` per
     core at a time, and each distinct layer once even when several specs describe it.
@@ -154,7 +237,8 @@ def build_layers(
 
     def one(spec: LayerSpec) -> BuiltLayer:
         with full_disk_reported(store.root):
-            built = build_layer(store, spec, compression=compression, media_type=media_type, mtime=mtime)
+            built = build_layer(store, spec, compression=compression, media_type=media_type, mtime=mtime,
+                                remote=remote)
         if on_done is not None:
             on_done(built)
         return built

@@ -299,13 +299,22 @@ class Image:
 
     ``origin`` names a registry repository (``host/repo``) that holds the blobs ``origin_blobs``
     (those of the base the image came from): they can be fetched from there, or cross-mounted
-    into another repository of the same registry, instead of being uploaded.
+    into another repository of the same registry, instead of being uploaded. ``remote_blobs`` does
+    the same for single blobs (digest → ``host/repo``): layers the registry cache had, which were
+    neither built nor downloaded here.
     """
 
     manifest: Document
     config: Document
     origin: str | None = None
     origin_blobs: frozenset[str] = frozenset()
+    remote_blobs: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    def source_of(self, digest: str) -> str | None:
+        """The registry repository (``host/repo``) a blob not in the store can come from, if any."""
+        if digest in self.remote_blobs:
+            return self.remote_blobs[digest]
+        return self.origin if digest in self.origin_blobs else None
 
     @property
     def digest(self) -> str:

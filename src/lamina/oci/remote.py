@@ -118,13 +118,15 @@ def ensure_blobs(image: Image, store: BlobStore, registries: Registries) -> int:
 
 
 def fetch_from_origin(image: Image, digest: str, store: BlobStore, registries: Registries) -> None:
-    """Fetch one blob of ``image`` from the registry its base came from into the store (verified)."""
-    if image.origin is None:
+    """Fetch one blob of ``image`` from the registry it is known to be in (its base's repository, or
+    the one the layer cache named) into the store (verified)."""
+    source = image.source_of(digest) or image.origin
+    if source is None:
         raise LaminaError(
             f"blob {digest} of the image is not in the store and has no registry to come from",
             hint="build again (the store was cleaned while the image was in use)",
         )
-    host, repo = split_origin(image.origin)
+    host, repo = split_origin(source)
     _fetch_into_store(registries.client(host), repo, digest, store)
 
 
@@ -164,6 +166,10 @@ def push_image(
     if image.origin is not None:
         host, repo = split_origin(image.origin)
         for digest in image.origin_blobs if host == target.registry else ():
+            sources.setdefault(digest, []).insert(0, repo)
+    for digest, source in image.remote_blobs.items():
+        host, repo = split_origin(source)
+        if host == target.registry:
             sources.setdefault(digest, []).insert(0, repo)
     groups: dict[tuple[str, ...], list[tuple[str, int, Callable[[], object]]]] = {}
     outcomes: dict[str, str] = {d.digest: "exists" for d in image.blobs() if d.digest in present}

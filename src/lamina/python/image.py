@@ -18,6 +18,7 @@ from packaging.utils import canonicalize_name
 from lamina.config import ImageSpec, PythonSettings
 from lamina.errors import LaminaError, LockStaleError
 from lamina.inventory import Component
+from lamina.oci.cache import RemoteLayers
 from lamina.oci.layer import LayerSpec, cached_layer, input_key
 from lamina.oci.model import Image, Platform, env_of
 from lamina.oci.store import BlobStore
@@ -82,8 +83,10 @@ class PythonSession:
 
     def __init__(self, store: BlobStore, settings: PythonSettings, root: Path, *, locked: bool = False,
                  update: Iterable[str] = (), upgrade: Iterable[str] = (), lock_name: str = "lamina.lock",
-                 on_status: Callable[[str], None] | None = None) -> None:
+                 on_status: Callable[[str], None] | None = None, remote: RemoteLayers | None = None) -> None:
         self.store = store
+        #: The registry's layer cache: a layer it has needs no wheel downloaded.
+        self.remote = remote
         self.settings = settings
         self.root = root
         self.indexes = indexes_of(settings)
@@ -254,7 +257,7 @@ class PythonSession:
                   uid: int, gid: int) -> list[LockedDist]:
         probe = PythonLayers(target, {}, self.store.tmp_dir, uid=uid, gid=gid)
         try:
-            return [d for g in groups if cached_layer(self.store, probe.spec(g).key or "", media_type, mtime) is None
+            return [d for g in groups if cached_layer(self.store, probe.spec(g).key or "", media_type, mtime, remote=self.remote) is None
                     for d in g]
         finally:
             probe.cleanup()

@@ -90,9 +90,11 @@ class Family:
         status = self._lock_status
         self.debian = Debian(self.store, settings_of(self.config), locked=self.locked, update=update,
                              lock_name=self.lock.path.name, on_status=status, remote=self.remote)
+        self.debian.compression = self.options.compression
         self.python = PythonSession(self.store, self.config.python, self.config.root, locked=self.locked,
                                     update=update, upgrade=self.upgrade, lock_name=self.lock.path.name,
                                     on_status=status, remote=self.remote)
+        self.python.compression = self.options.compression
         self.steps: list[Step] = [DebianStep(self.debian), PythonStep(self.python),
                                   FilesStep(str(self.config.root))]
         self.resolved: list[str] = []

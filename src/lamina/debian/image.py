@@ -42,6 +42,7 @@ from lamina.debian.system import APP_USER, postinst_entries, system_entries
 from lamina.errors import ConfigError, DigestMismatchError, LaminaError, LockStaleError
 from lamina.inventory import Component
 from lamina.oci.cache import RemoteLayers
+from lamina.oci.compress import Compression
 from lamina.oci.layer import LayerSpec, cached_layer, input_key
 from lamina.oci.model import Image, Platform
 from lamina.oci.remote import Registries, ensure_blobs
@@ -181,6 +182,8 @@ class Debian:
         self.store = store
         #: The registry's layer cache: a layer it has needs no package downloaded.
         self.remote = remote
+        #: The build's compressor (two gzip flavours share a media type): which cached layers count.
+        self.compression: Compression | None = None
         self.settings = settings or DebianSettings()
         self.locked = locked
         self.update = set(update)
@@ -282,7 +285,7 @@ class Debian:
         needed: list[LockedPackage] = []
         for description, group in group_packages(packages):
             key = input_key("debian-packages", LAYER_FORMAT, *(f"{p.name}={p.sha256}" for p in group))
-            if cached_layer(self.store, key, media_type, mtime, remote=self.remote) is None:
+            if cached_layer(self.store, key, media_type, mtime, self.compression, remote=self.remote) is None:
                 needed.extend(group)
             spec_ = LayerSpec(lambda group=group: package_layer_entries(self.store, group), description, key=key)
             layers.append((spec_, tuple(_component(p, urls, spec.name) for p in group)))
@@ -302,7 +305,7 @@ class Debian:
         records = [after.debs[name] for name in sorted(after.debs)]
         key = input_key("debian-system-state", LDCACHE_FORMAT, after.arch, *(f"{r['name']}={r['sha256']}" for r in records))
         missing: list[Download] = []
-        if cached_layer(self.store, key, media_type, mtime, remote=self.remote) is None:
+        if cached_layer(self.store, key, media_type, mtime, self.compression, remote=self.remote) is None:
             for r in records:
                 digest = "sha256:" + r["sha256"]
                 if self.store.get_key(FACTS_KIND, r["sha256"]) is None and not self.store.has(digest):

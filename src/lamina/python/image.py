@@ -19,11 +19,12 @@ from lamina.config import ImageSpec, PythonSettings
 from lamina.errors import LaminaError, LockStaleError
 from lamina.inventory import Component
 from lamina.oci.cache import RemoteLayers
+from lamina.oci.compress import Compression
 from lamina.oci.layer import LayerSpec, cached_layer, input_key
 from lamina.oci.model import Image, Platform, env_of
 from lamina.oci.store import BlobStore
 from lamina.python.check import ERROR, Finding, allows
-from lamina.python.layers import LAYER_BUDGET, PythonLayers, check_budget, group_dists
+from lamina.python.layers import LAYER_BUDGET, PythonLayers, check_budget, group_dists, room_for
 from lamina.python.requirements import DeclaredRequirement, hashed_lock, read_requirements
 from lamina.python.resolve import Indexes, LockedDist, inputs_fingerprint, resolve
 from lamina.python.sdist import build_wheel
@@ -87,6 +88,8 @@ class PythonSession:
         self.store = store
         #: The registry's layer cache: a layer it has needs no wheel downloaded.
         self.remote = remote
+        #: The build's compressor (two gzip flavours share a media type): which cached layers count.
+        self.compression: Compression | None = None
         self.settings = settings
         self.root = root
         self.indexes = indexes_of(settings)
@@ -233,7 +236,7 @@ class PythonSession:
         prepared = PreparedPython(state, section, resolved, added, [], env)
         if not fetch:
             return prepared
-        groups = group_dists(added)
+        groups = group_dists(added, room_for(len(base.layers) if base else 0))
         check_budget(spec.name, len(base.layers) if base else 0, len(groups) + 1)
         needed = self._uncached(groups, target, media_type, mtime, uid, gid) if download else []
 
@@ -257,7 +260,8 @@ class PythonSession:
                   uid: int, gid: int) -> list[LockedDist]:
         probe = PythonLayers(target, {}, self.store.tmp_dir, uid=uid, gid=gid)
         try:
-            return [d for g in groups if cached_layer(self.store, probe.spec(g).key or "", media_type, mtime, remote=self.remote) is None
+            return [d for g in groups if cached_layer(self.store, probe.spec(g).key or "", media_type, mtime, self.compression,
+                                                       remote=self.remote) is None
                     for d in g]
         finally:
             probe.cleanup()

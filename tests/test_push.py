@@ -176,3 +176,65 @@ def test_base_from_a_multi_platform_index_picks_the_platform(project, registry, 
     manifest_digest = pushed(summary, "hello")["digest"]
     manifest = json.loads(blob(other / "build" / "oci", manifest_digest))
     assert manifest["annotations"]["org.opencontainers.image.base.digest"] == digests["arm64"]
+
+
+def _stored_layer(store, data: bytes):
+    import hashlib
+
+    from lamina.oci.layer import BuiltLayer
+    from lamina.oci.records import StoredLayer
+
+    digest = store.put_bytes(data)
+    return BuiltLayer(StoredLayer("sha256:" + hashlib.sha256(b"tar:" + data).hexdigest(), digest, len(data),
+                                  "application/vnd.oci.image.layer.v1.tar+gzip"), "a layer", reused=False)
+
+
+def test_layers_uploaded_while_building_are_not_sent_again_and_are_reported_uploaded(registry, tmp_path):
+    from lamina.oci.model import Descriptor, Image, Platform, build_config, build_manifest
+    from lamina.oci.reference import Reference
+    from lamina.oci.remote import Registries
+    from lamina.oci.store import BlobStore
+    from lamina.publish.named import Named
+    from lamina.publish.registry import EarlyUploads, push
+
+    store = BlobStore(tmp_path / "store")
+    layer = _stored_layer(store, os.urandom(300_000))
+    owner = unique_repo("early")
+    base_target = Reference.parse(f"{registry.host}/{owner}/base:1")
+    app_target = Reference.parse(f"{registry.host}/{owner}/app:1")
+    registries = Registries()
+    mark = registry.mark()
+    early = EarlyUploads({"base": base_target, "app": app_target}, store, registries)
+    early.layer_built("base", layer)
+    early.layer_built("app", layer)  # the same blob again: one upload
+    early.layer_built("not-pushed", _stored_layer(store, b"elsewhere"))
+
+    config = build_config(platform=Platform(), run={}, diff_ids=[layer.layer.diff_id], history=[],
+                          created="1970-01-01T00:00:01Z")
+    store.put_bytes(config.data)
+    desc = Descriptor(layer.layer.media_type, layer.layer.digest, layer.layer.size)
+    image = Image(build_manifest(config, [desc]), config)
+    reports = push([(Named("base", "1", image), base_target), (Named("app", "1", image), app_target)],
+                   store, registries, early=early)
+    requests = registry.requests(mark)
+    layer_uploads = [r for r in requests if r.method == "PUT" and layer.layer.digest[7:] in r.query]
+    assert len(layer_uploads) == 1, requests  # once, early; the push after the build did not send it again
+    assert reports[0].outcomes[layer.layer.digest] == "uploaded"
+    assert reports[0].bytes_uploaded >= 300_000
+    assert reports[1].outcomes[layer.layer.digest] == "mounted"  # the second image mounts it
+    assert registry.requests(mark)[-1].method == "PUT"  # the manifests go last
+    registries.close()
+
+
+def test_a_failed_early_upload_is_sent_again_by_the_push(registry, tmp_path):
+    from lamina.oci.reference import Reference
+    from lamina.oci.remote import Registries
+    from lamina.oci.store import BlobStore
+    from lamina.publish.registry import EarlyUploads
+
+    store = BlobStore(tmp_path / "store")
+    layer = _stored_layer(store, b"x" * 1000)
+    nowhere = Reference.parse("127.0.0.1:9/nobody/base:1")  # nothing listens on the discard port
+    early = EarlyUploads({"base": nowhere}, store, Registries())
+    early.layer_built("base", layer)
+    assert early.finish() == {}  # logged, not raised: the push reports the unreachable registry itself

@@ -264,7 +264,9 @@ class Family:
         owners = [(key, i) for key, plan in plans.items() for i in range(len(plan.layers))]
         specs = [plans[key].layers[i].spec for key, i in owners]
         started = time.monotonic()
-        by_description = {plans[key].layers[i].spec.description: key[0] for key, i in owners}
+        by_description: dict[str, str] = {}  # the first image, in build order, that holds each layer
+        for key, i in owners:
+            by_description.setdefault(plans[key].layers[i].spec.description, key[0])
 
         def done(layer: BuiltLayer) -> None:
             if self.on_layer is not None:

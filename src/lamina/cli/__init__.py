@@ -71,7 +71,9 @@ def _exit_code_lines() -> str:
     return "\n".join(f"  {code:<4} {'; '.join(texts)}" for code, texts in sorted(seen.items()))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; given the command line, only the verb it names (importing one verb's module, not
+    seventeen, is most of a no-op build's start-up time)."""
     parser = argparse.ArgumentParser(
         prog="lamina", description=DESCRIPTION, formatter_class=HelpFormatter,
         epilog=EPILOG.format(codes=_exit_code_lines(), interrupted=EXIT_INTERRUPTED, internal=EXIT_INTERNAL),
@@ -80,10 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what lamina does (registry requests, never secrets)")
     parser.add_argument("--debug", action="store_true", help="print the traceback of an error (for bug reports)")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for verb in VERBS:
+    for verb in _verbs_for(argv):
         importlib.import_module(f"lamina.cli.{verb}").register(sub)
     _global_flags_everywhere(parser)
     return parser
+
+
+def _verbs_for(argv: Sequence[str] | None) -> Sequence[str]:
+    """The verb the command line names (its first word that is not a flag), else all of them (for --help,
+    --version, a mistyped verb: argparse then lists every choice)."""
+    words = [a for a in argv or () if not a.startswith("-")]
+    return (words[0],) if words and words[0] in VERBS else VERBS
 
 
 def _global_flags_everywhere(parser: argparse.ArgumentParser) -> None:
@@ -102,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     debug = "--debug" in args  # known before parsing, so that an error while importing a verb is shown fully
     try:
-        parser = build_parser()
+        parser = build_parser(args)
         try:
             ns = parser.parse_args(args)
         except SystemExit as e:  # --help, --version, or a usage error argparse has printed

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 from lamina.cli import output
 from lamina.cli.options import (
@@ -19,15 +20,21 @@ from lamina.cli.options import (
     open_session,
     platforms_arg,
 )
+from lamina import naming
 from lamina.cache import pushed_images, record_pushed, remote_layers, seed_records
 from lamina.config import find_config
 from lamina.errors import LaminaError, ServiceCheckFailed, UsageError
 from lamina.oci.compress import Compression
 from lamina.onhost import Host, SendReport, build_there, remote_argv
 from lamina.publish import Output, push, write_output
+from lamina.publish.registry import EarlyUploads
 from lamina.summary import build_summary
 from lamina.supply.keys import PASSWORD_VARIABLES, PrivateKey, read_password
 from lamina.supply.project import attach_and_sign, attach_to_layout
+
+if TYPE_CHECKING:
+    from lamina.family import Family
+    from lamina.session import Session
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -123,7 +130,13 @@ def run(args: argparse.Namespace) -> int:
             family = session.family(tag=tag, format=args.format, compression=args.compression,
                                     pushing=args.push, locked=args.locked, platforms=platforms_arg(args.platform),
                                     remote=remote, published_bases=args.published_bases)
-            built = output.run_family(family, names)
+            early = _early_uploads(session, family, names, tag) if args.push and not args.published_bases else None
+            try:
+                built = output.run_family(family, names, on_layer=early.layer_built if early else None)
+            except BaseException:
+                if early is not None:
+                    early.cancel()
+                raise
             named = session.named(family.products(built), tag)
             if remote is not None and remote.hits and not args.no_check:
                 seed_records(remote)  # what the reused layers' wheels provide, for the check
@@ -148,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
             if args.push:
                 targets = session.targets([n for n in named if not args.published_bases or n.name in names])
                 with output.status("pushing…") as update:
-                    reports = push(targets, store, session.registries,
+                    reports = push(targets, store, session.registries, early=early,
                                    on_blob=lambda d, outcome: update(f"pushing: {outcome} {d[:19]}"))
                 for report in reports:
                     output.print_push(report)
@@ -165,6 +178,16 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         output.print_json(build_summary(built, out, reports, remote))
     return 0
+
+
+def _early_uploads(session: Session, family: Family, names: Sequence[str], tag: str | None) -> EarlyUploads:
+    """Each new layer goes up as soon as it is built, to the repository of the first image holding it."""
+    config = session.config
+    repositories = {}
+    for name, _ in family.keys(names):
+        spec = config.image(name)
+        repositories[name] = naming.push_target(config, spec, naming.tag_for(config, spec, tag or session.tag))
+    return EarlyUploads(repositories, session.store, session.registries)
 
 
 def run_on(args: argparse.Namespace) -> int:

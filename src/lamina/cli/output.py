@@ -67,8 +67,10 @@ def status(text: str) -> Iterator[Callable[[str], None]]:
         yield lambda new: s.update(new)
 
 
-def run_family(family: Family, names: Sequence[str], *, lock_only: bool = False) -> list[BuiltImage]:
-    """Build (or only lock) ``names`` with a live status line showing the last three images' progress."""
+def run_family(family: Family, names: Sequence[str], *, lock_only: bool = False,
+               on_layer: Callable[[str, BuiltLayer], None] | None = None) -> list[BuiltImage]:
+    """Build (or only lock) ``names`` with a live status line showing the last three images' progress
+    (``on_layer`` is called too as each layer is done, with the first image that holds it)."""
     states: dict[str, str] = {}
     with status("building…") as update:
 
@@ -79,6 +81,8 @@ def run_family(family: Family, names: Sequence[str], *, lock_only: bool = False)
         def layer_done(image: str, layer: BuiltLayer) -> None:
             verb = "reused" if layer.reused else "built"
             show(image, f"{verb} {layer.description[:60]} ({size(layer.layer.size)})")
+            if on_layer is not None:
+                on_layer(image, layer)
 
         family.on_status = show
         family.on_layer = layer_done

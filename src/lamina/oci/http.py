@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import email.utils
 import errno
+import functools
 import hashlib
 import logging
 import os
 import ssl
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -152,14 +154,47 @@ def trust(ca_file: str | os.PathLike[str] | None) -> None:
 
 def ssl_context(cafile: str | None = None) -> ssl.SSLContext:
     """Trust ``cafile`` only, else ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when set (else the system CA store)
-    plus the CA given to :func:`trust`."""
+    plus the CA given to :func:`trust`. Made once per set of inputs: loading a CA bundle takes ~50 ms."""
+    return _context(cafile, os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None,
+                    _extra_ca)
+
+
+@functools.lru_cache(maxsize=8)
+def _context(cafile: str | None, cert_file: str | None, cert_dir: str | None, extra: str | None) -> ssl.SSLContext:
     if cafile:
         return ssl.create_default_context(cafile=cafile)
-    context = ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or None,
-                                         capath=os.environ.get("SSL_CERT_DIR") or None)
-    if _extra_ca:
-        context.load_verify_locations(cafile=_extra_ca)
+    context = ssl.create_default_context(cafile=cert_file, capath=cert_dir)
+    if extra:
+        context.load_verify_locations(cafile=extra)
     return context
+
+
+class LazyTLSTransport(httpx.BaseTransport):
+    """One connection pool per URL scheme, made on first use: a client that only ever speaks plain HTTP
+    (a loopback registry) never loads a CA bundle, and one that does loads it once per process."""
+
+    def __init__(self, verify: bool | str, limits: httpx.Limits) -> None:
+        self._verify = verify
+        self._limits = limits
+        self._pools: dict[str, httpx.HTTPTransport] = {}
+        self._lock = threading.Lock()
+
+    def _pool(self, scheme: str) -> httpx.HTTPTransport:
+        with self._lock:
+            if scheme not in self._pools:
+                tls = scheme == "https" and self._verify
+                context = ssl_context(self._verify if isinstance(self._verify, str) else None) if tls else False
+                self._pools[scheme] = httpx.HTTPTransport(verify=context, limits=self._limits)
+            return self._pools[scheme]
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._pool(request.url.scheme).handle_request(request)
+
+    def close(self) -> None:
+        with self._lock:
+            for pool in self._pools.values():
+                pool.close()
+            self._pools.clear()
 
 
 def make_client(
@@ -173,13 +208,17 @@ def make_client(
     event_hooks: Mapping[str, list[Callable[..., object]]] | None = None,
 ) -> httpx.Client:
     """An ``httpx.Client`` as lamina uses it everywhere (``verify``: True, False or a CA bundle path)."""
-    context: ssl.SSLContext | bool = ssl_context(verify if isinstance(verify, str) else None) if verify else False
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    # proxies from the environment get their own transports, made by httpx now: they need the context now
+    proxied = bool(httpx._utils.get_environment_proxies())
+    context: ssl.SSLContext | bool = (
+        ssl_context(verify if isinstance(verify, str) else None) if verify and proxied else False)
     return httpx.Client(
         auth=auth,
         timeout=httpx.Timeout(timeout, connect=min(timeout, connect_timeout)),
         follow_redirects=True,
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-        transport=transport,
+        limits=limits,
+        transport=transport or LazyTLSTransport(verify, limits),
         verify=context,
         event_hooks=dict(event_hooks or {}),
         headers={"User-Agent": user_agent()},

@@ -49,7 +49,15 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 def write_json(store: BlobStore, path: Path, record: dict[str, Any]) -> None:
-    atomic_write(path, json.dumps(record, sort_keys=True).encode(), tmp_dir=store.tmp_dir)
+    """Write ``record`` atomically, unless the file already holds exactly these bytes: a rebuild that
+    changes nothing then writes (and fsyncs) nothing."""
+    data = json.dumps(record, sort_keys=True).encode()
+    try:
+        if path.read_bytes() == data:
+            return
+    except OSError:
+        pass  # absent or unreadable: write it
+    atomic_write(path, data, tmp_dir=store.tmp_dir)
 
 
 # -- layers: uncompressed content -> the compressed blob one compressor made of it ----------------------

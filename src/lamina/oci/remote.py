@@ -150,13 +150,17 @@ def push_image(
     *,
     mount_sources: Mapping[str, Sequence[str]] | None = None,
     on_blob: Callable[[str, str], None] | None = None,
+    done: Mapping[str, tuple[str, int]] | None = None,
 ) -> PushReport:
     """Push ``image`` to ``target``'s repository under each tag; uploads only what is missing.
 
     A blob the target lacks is mounted, when it can be, from a repository of the same registry
     known to hold it: ``mount_sources`` (digest → repositories, e.g. images pushed just before)
-    and the repository the image's base came from.
+    and the repository the image's base came from. ``done`` (digest → outcome, size) names blobs
+    already sent to this repository in this run (uploaded while the family was built): they are not
+    sent again, and are reported with that outcome.
     """
+    done = done or {}
     client = registries.client(target.registry)
     tags = list(tags or [target.identifier])
     present = _blobs_already_there(client, target.repository, tags, image)
@@ -174,8 +178,10 @@ def push_image(
     groups: dict[tuple[str, ...], list[tuple[str, int, Callable[[], object]]]] = {}
     outcomes: dict[str, str] = {d.digest: "exists" for d in image.blobs() if d.digest in present}
     client.stats.add(blobs_skipped=len(outcomes))
+    early = {d.digest: done[d.digest] for d in image.blobs() if d.digest in done and d.digest not in present}
+    outcomes.update((digest, outcome) for digest, (outcome, _) in early.items())
     for desc in image.blobs():
-        if desc.digest in present:
+        if desc.digest in present or desc.digest in early:
             continue
         repos = tuple(dict.fromkeys(r for r in sources.get(desc.digest, ()) if r != target.repository))
         groups.setdefault(repos, []).append((desc.digest, desc.size, _opener(image, desc.digest, store, registries)))
@@ -184,7 +190,8 @@ def push_image(
         outcomes.update(client.push_blobs(target.repository, blobs, mount_from=repos, on_done=on_blob))
     for tag in tags:
         client.put_manifest(target.repository, tag, image.manifest.data, image.manifest.media_type)
-    return PushReport(str(target), image.digest, outcomes, client.stats.bytes_uploaded - before)
+    sent_early = sum(size for outcome, size in early.values() if outcome == "uploaded")
+    return PushReport(str(target), image.digest, outcomes, client.stats.bytes_uploaded - before + sent_early)
 
 
 def push_index(
@@ -196,9 +203,12 @@ def push_index(
     *,
     mount_sources: Mapping[str, Sequence[str]] | None = None,
     on_blob: Callable[[str, str], None] | None = None,
+    done: Mapping[str, tuple[str, int]] | None = None,
 ) -> PushReport:
     """Push a multi-platform image: each platform's image by digest (uploading only what is missing;
-    a layer two platforms share goes up once), then the index under each tag."""
+    a layer two platforms share goes up once), then the index under each tag. ``done``: as for
+    :func:`push_image` (reported once, with the first platform that holds the blob)."""
+    remaining = dict(done or {})
     client = registries.client(target.registry)
     tags = list(tags or [target.identifier])
     if _tags_name(client, target.repository, tags, index.digest, index.media_type):
@@ -207,7 +217,11 @@ def push_index(
     uploaded = 0
     sources = {d: list(repos) for d, repos in (mount_sources or {}).items()}
     for image in index.images:
-        report = push_image(image, target, [image.digest], store, registries, mount_sources=sources, on_blob=on_blob)
+        report = push_image(image, target, [image.digest], store, registries, mount_sources=sources, on_blob=on_blob,
+                            done=remaining)
+        for desc in image.blobs():
+            if desc.digest in remaining:
+                remaining[desc.digest] = ("exists", desc.size)
         for digest, outcome in report.outcomes.items():
             if outcomes.get(digest) != "uploaded":
                 outcomes[digest] = outcome

@@ -12,23 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import write_wheel
-
-TOML = """\
-[project]
-version = "1"
-[python]
-find_links = ["wheels"]
-no_index = true
-[images.pybase]
-from = "scratch"
-env = {{ PYTHON_VERSION = "3.11.2", VIRTUAL_ENV = "/opt/venv" }}
-symlinks = {{ "/usr/local/bin/python3.11" = "/bin/true" }}
-[images.app]
-from = "pybase"
-python_packages = ["bulk==1.0"]
-{copies}
-"""
+from helpers import wheels_project, write_wheel
 
 
 def noise(size: int, seed: int) -> bytes:
@@ -37,15 +21,14 @@ def noise(size: int, seed: int) -> bytes:
 
 def make_project(root: Path, *, megabytes: int = 6, files: int = 2) -> Path:
     """``files`` copies of ``megabytes`` MiB each, plus a wheel of the same size; returns ``root``."""
-    (root / "wheels").mkdir(parents=True, exist_ok=True)
-    (root / "data").mkdir(exist_ok=True)
+    (root / "data").mkdir(parents=True, exist_ok=True)
     copies = []
     for i in range(files):
         (root / "data" / f"blob{i}.bin").write_bytes(noise(megabytes << 20, i))
         copies.append(f'[[images.app.copy]]\nsrc = "data/blob{i}.bin"\ndest = "/data/blob{i}.bin"\n')
+    wheels_project(root, "bulk", app="".join(copies))
     write_wheel(root / "wheels" / "bulk-1.0-py3-none-any.whl",
                 {"bulk/__init__.py": "", "bulk/payload.bin": noise(megabytes << 20, 99)}, name="bulk")
-    (root / "lamina.toml").write_text(TOML.format(copies="".join(copies)))
     return root
 
 

@@ -119,6 +119,31 @@ def write_wheel(path: Path, files: dict[str, str | bytes], *, name: str = "demo"
     return path
 
 
+WHEELS_PROJECT = """\
+[project]
+version = "1"
+[python]
+find_links = ["wheels"]
+no_index = true
+[images.pybase]
+from = "scratch"
+env = {{ PYTHON_VERSION = "3.11.2", VIRTUAL_ENV = "/opt/venv" }}
+symlinks = {{ "/usr/local/bin/python3.11" = "/bin/true" }}
+[images.app]
+from = "pybase"
+python_packages = ["{name}==1.0"]
+"""
+
+
+def wheels_project(root: Path, name: str, *, app: str = "") -> Path:
+    """A project at ``root`` whose image ``app`` installs ``name==1.0`` from the wheels in ``root/wheels``
+    (find_links, no index) on a scratch image posing as Python 3.11; ``app`` is more TOML for lamina.toml's
+    end (the app's copies). Returns ``root``; the wheels are the caller's."""
+    (root / "wheels").mkdir(parents=True, exist_ok=True)
+    (root / "lamina.toml").write_text(WHEELS_PROJECT.format(name=name) + app)
+    return root
+
+
 def assert_one_line_error(result, *needles: str) -> None:
     """The run failed with exactly one ``error:`` line (plus its hint), no traceback, naming ``needles``."""
     assert result.returncode != 0, result.stdout

@@ -123,9 +123,10 @@ def _first_layer_blob(store: Path, out: Path) -> Path:
     return store / "blobs" / "sha256" / biggest["digest"].split(":")[1]
 
 
-@pytest.mark.parametrize("output", ["docker-archive:app.tar", "oci:out2"])
-def test_a_tampered_layer_in_the_store_is_detected_before_use(tmp_path, output):
-    root = make_project(tmp_path / "proj", megabytes=1, files=1)
+def _built_then_tampered(root: Path) -> tuple[Path, Path, Path]:
+    """A small project at ``root`` built into ``root/store``, then one byte of its biggest layer's blob in the
+    store flipped: ``(root, store, blob)``."""
+    make_project(root, megabytes=1, files=1)
     store = root / "store"
     assert run(root, store, *BUILD).returncode == 0
     blob = _first_layer_blob(store, root / "out")
@@ -133,6 +134,12 @@ def test_a_tampered_layer_in_the_store_is_detected_before_use(tmp_path, output):
     data[len(data) // 2] ^= 0xFF
     os.chmod(blob, 0o644)
     blob.write_bytes(bytes(data))
+    return root, store, blob
+
+
+@pytest.mark.parametrize("output", ["docker-archive:app.tar", "oci:out2"])
+def test_a_tampered_layer_in_the_store_is_detected_before_use(tmp_path, output):
+    root, store, blob = _built_then_tampered(tmp_path / "proj")
     result = run(root, store, "build", "app", "-o", output, "--no-check")
     assert_one_line_error(result, "corrupt", "lamina store verify --delete")
     assert not (root / "app.tar").exists() and not (root / "out2" / "index.json").exists()
@@ -176,14 +183,7 @@ def test_disk_full_in_the_output_is_one_line(tmp_path, small_disk, output):
 def test_a_tampered_layer_is_not_pushed(tmp_path, registry):
     from registry_servers import unique_repo
 
-    root = make_project(tmp_path / "proj", megabytes=1, files=1)
-    store = root / "store"
-    assert run(root, store, *BUILD).returncode == 0
-    blob = _first_layer_blob(store, root / "out")
-    data = bytearray(blob.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    os.chmod(blob, 0o644)
-    blob.write_bytes(bytes(data))
+    root, store, blob = _built_then_tampered(tmp_path / "proj")
     owner = unique_repo("tampered")
     result = run(root, store, "build", "app", "--push", "--registry", registry.host, "--owner", owner, "--no-check")
     assert_one_line_error(result, blob.name[:12])

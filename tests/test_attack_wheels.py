@@ -18,34 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from helpers import assert_one_line_error, record_line, run_lamina, write_wheel
+from helpers import assert_one_line_error, record_line, run_lamina, wheels_project, write_wheel
 from lamina.errors import UnsafePathError
 from lamina.python.safety import check_wheel
 
 pytestmark = pytest.mark.attack
 
-PROJECT = """\
-[project]
-version = "1"
-[python]
-find_links = ["wheels"]
-no_index = true
-[images.pybase]
-from = "scratch"
-env = {{ PYTHON_VERSION = "3.11.2", VIRTUAL_ENV = "/opt/venv" }}
-symlinks = {{ "/usr/local/bin/python3.11" = "/bin/true" }}
-[images.app]
-from = "pybase"
-python_packages = ["{name}==1.0"]
-"""
-
 PAYLOAD = b"lamina-attack-payload\n"
-
-
-def project(root: Path, name: str = "evil") -> Path:
-    (root / "wheels").mkdir(parents=True, exist_ok=True)
-    (root / "lamina.toml").write_text(PROJECT.format(name=name))
-    return root
 
 
 def build(root: Path, *args: str):
@@ -107,7 +86,7 @@ def _fill_record(files: dict, record: str | None) -> str | None:
 
 @pytest.mark.parametrize("case", CASES)
 def test_a_hostile_wheel_is_refused_by_the_build_and_nothing_lands_outside(case, tmp_path):
-    root = project(tmp_path / "proj")
+    root = wheels_project(tmp_path / "proj", "evil")
     aimed = tmp_path / "host" / "PWNED"  # where the wheel tries to write, on the host
     files, modes, record, needles = hostile(root, aimed)[case]
     write_wheel(root / "wheels" / "evil-1.0-py3-none-any.whl", files, name="evil",
@@ -134,7 +113,7 @@ def test_unit_check_refuses_each_case_without_writing(tmp_path):
 
 
 def test_a_clean_wheel_builds_and_its_files_are_in_the_layer(tmp_path):
-    root = project(tmp_path / "proj", name="fine")
+    root = wheels_project(tmp_path / "proj", "fine")
     write_wheel(root / "wheels" / "fine-1.0-py3-none-any.whl", {"fine/__init__.py": "X = 1\n"}, name="fine")
     result = build(root)
     assert result.returncode == 0, result.stderr
@@ -146,7 +125,7 @@ def _wheel_sha(path: Path) -> str:
 
 
 def test_a_wheel_replaced_in_find_links_after_locking_is_refused(tmp_path):
-    root = project(tmp_path / "proj", name="fine")
+    root = wheels_project(tmp_path / "proj", "fine")
     wheel = write_wheel(root / "wheels" / "fine-1.0-py3-none-any.whl", {"fine/__init__.py": "X = 1\n"}, name="fine")
     assert run_lamina("lock", cwd=root, env={"LAMINA_STORE": str(root / "store")}, check=False).returncode == 0
     write_wheel(wheel, {"fine/__init__.py": "import os; os.system('id')\n"}, name="fine")  # hash ≠ lock
@@ -156,7 +135,7 @@ def test_a_wheel_replaced_in_find_links_after_locking_is_refused(tmp_path):
 
 
 def test_a_wheel_swapped_in_the_store_is_refused_before_it_is_installed(tmp_path):
-    root = project(tmp_path / "proj", name="fine")
+    root = wheels_project(tmp_path / "proj", "fine")
     wheel = write_wheel(root / "wheels" / "fine-1.0-py3-none-any.whl", {"fine/__init__.py": "X = 1\n"}, name="fine")
     assert build(root).returncode == 0
     store = root / "store"

@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, get_args
 from lamina.cli import output
 from lamina.cli.options import (
     HelpFormatter,
+    add_build_flags,
     add_config,
-    add_json,
-    add_output,
     add_registry,
     examples,
     open_session,
@@ -59,21 +58,20 @@ def register(sub: argparse._SubParsersAction) -> None:
             ("lamina build --push --sign cosign.key", "sign, and attach SBOMs and signed provenance"),
         ),
     )
-    p.add_argument("images", nargs="*", metavar="IMAGE", help="images to build (default: all)")
     add_config(p)
-    add_output(p, "oci:DIR or docker-archive:FILE (default: [project] output, else oci:build/oci)")
-    p.add_argument("--push", action="store_true", help="push to the registry after building")
-    p.add_argument("--tag", help="tag for the pushed and written images (default: version, else latest)")
+    add_build_flags(p, images="images to build (default: all)",
+                    output="oci:DIR or docker-archive:FILE (default: [project] output, else oci:build/oci)",
+                    push="push to the registry after building",
+                    tag="tag for the pushed and written images (default: version, else latest)",
+                    platform="build only this platform of each image (repeat for several; default: every platform "
+                             "the config lists). A docker-archive holds one platform per image",
+                    locked="fail if lamina.lock is missing or stale instead of resolving (and never write it)",
+                    json="a summary (digests, layers, pushes)")
     p.add_argument("--format", choices=["oci", "docker"], help="manifest format (default: oci)")
     p.add_argument("--compression", choices=list(get_args(Compression)),
                    help="layer compression: gzip (ISA-L, the default), gzip-small (zlib-ng level 6: ~10%% smaller, "
                    "4x the CPU, the same bytes on every CPU) or zstd (OCI only)")
-    p.add_argument("--platform", action="append", metavar="OS/ARCH",
-                   help="build only this platform of each image (repeat for several; default: every platform the "
-                        "config lists). A docker-archive holds one platform per image")
     p.add_argument("--no-check", action="store_true", help="do not run `lamina check` on the services")
-    p.add_argument("--locked", action="store_true",
-                   help="fail if lamina.lock is missing or stale instead of resolving (and never write it)")
     p.add_argument("--published-bases", action="store_true",
                    help="take the project images the named ones are built on as published in the registry (the "
                         "seed's Step 2): never built here, nothing of them downloaded, not pushed again; fails "
@@ -83,7 +81,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the store lacks")
     p.add_argument("--dry-run", action="store_true",
                    help="build nothing: print the rebuild graph (as `lamina plan`: layers to build and why, bytes to push)")
-    add_json(p, "a summary (digests, layers, pushes)")
     p.add_argument("--report", metavar="FILE",
                    help="also write the layer report of the built images (FILE.html: a page, else JSON; see lamina report)")
     supply = p.add_argument_group("supply chain (docs/supply-chain.md)")

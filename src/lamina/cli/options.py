@@ -47,6 +47,20 @@ def add_json(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--json", action="store_true", help=f"print {what} as JSON on stdout")
 
 
+def add_build_flags(parser: argparse.ArgumentParser, *, images: str, output: str, push: str, tag: str, platform: str,
+                    locked: str, json: str) -> None:
+    """The flags of a build that `lamina plan` takes too (`lamina build --dry-run` hands its own to the plan):
+    which images, where they go (-o/--output, --push), --tag, --platform, --locked and --json. Each argument is
+    the flag's help for the verb (``json``: what is printed as JSON; argparse.SUPPRESS hides a flag)."""
+    parser.add_argument("images", nargs="*", metavar="IMAGE", help=images)
+    add_output(parser, output)
+    parser.add_argument("--push", action="store_true", help=push)
+    parser.add_argument("--tag", help=tag)
+    parser.add_argument("--platform", action="append", metavar="OS/ARCH", help=platform)
+    parser.add_argument("--locked", action="store_true", help=locked)
+    add_json(parser, json)
+
+
 def password(args: argparse.Namespace) -> str | None:
     """The password of --username, read from stdin (one line) when --password-stdin says so."""
     if getattr(args, "password_stdin", False) and not getattr(args, "username", None):

@@ -8,9 +8,8 @@ from pathlib import Path
 from lamina.cli import output
 from lamina.cli.options import (
     HelpFormatter,
+    add_build_flags,
     add_config,
-    add_json,
-    add_output,
     add_registry,
     examples,
     open_session,
@@ -49,14 +48,14 @@ def register(sub: argparse._SubParsersAction) -> None:
             ("lamina plan --markdown > graph.md", "for a pull request's body"),
         ),
     )
-    p.add_argument("images", nargs="*", metavar="IMAGE", help="images to plan (default: all)")
     add_plan_flags(p)
-    add_output(p, "the OCI layout the build writes to (default: [project] output)")
-    p.add_argument("--push", action="store_true", help="plan a push: compare with the registry, count what it lacks")
-    p.add_argument("--tag", help="the services' tag (default: version, else latest)")
-    p.add_argument("--platform", action="append", metavar="OS/ARCH", help=argparse.SUPPRESS)
-    p.add_argument("--locked", action="store_true", help="fail if lamina.lock is missing or stale")
-    add_json(p, "the plan")
+    add_build_flags(p, images="images to plan (default: all)",
+                    output="the OCI layout the build writes to (default: [project] output)",
+                    push="plan a push: compare with the registry, count what it lacks",
+                    tag="the services' tag (default: version, else latest)",
+                    platform=argparse.SUPPRESS,
+                    locked="fail if lamina.lock is missing or stale",
+                    json="the plan")
     add_config(p)
     add_registry(p)
     p.set_defaults(func=run)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -24,6 +24,8 @@ TOOL = "lamina"
 #: Namespace for the UUIDs derived from image digests (uuid5 of this and the digest).
 NAMESPACE = uuid.UUID("6f1f1a52-6d7b-5b8e-9a55-3c1d2f0b7a10")
 DEBIAN_NUMBERS = {"buster": "10", "bullseye": "11", "bookworm": "12", "trixie": "13", "forky": "14"}
+#: The purl types of packages, and the inventory's kind of each (first-party files have no purl).
+PACKAGE_TYPES = {"deb": "deb", "pypi": "python"}
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,33 @@ class SbomInput:
         return self.inventory.platform.split("/")[1] if "/" in self.inventory.platform else self.inventory.platform
 
 
+@dataclass(frozen=True)
+class ComponentFacts:
+    """What both formats say about one component of the image, worked out once: its purl (empty for
+    first-party files), who supplied it, its version and its SHA-256 (bare hex, empty when unknown)."""
+
+    item: Placed
+    purl: str
+    supplier: str
+    version: str
+    sha256: str
+
+
+def component_facts(source: SbomInput,
+                    element_id: Callable[[ComponentFacts], str]) -> Iterator[tuple[str, ComponentFacts]]:
+    """The image's components in inventory order with their ids in the format (``element_id``), each id once:
+    an item whose id an earlier one has (the same package placed twice) is left out."""
+    seen: set[str] = set()
+    for item in source.inventory.items:
+        facts = ComponentFacts(item, purl(item, source.distro, architecture=source.architecture),
+                               supplier(item, source.project), component_version(item),
+                               sha256_hex(item.component.sha256))
+        ref = element_id(facts)
+        if ref not in seen:
+            seen.add(ref)
+            yield ref, facts
+
+
 def tool_name() -> str:
     return f"{TOOL}-{__version__}"
 
@@ -88,6 +117,13 @@ def purl(item: Placed, distro: str = "", *, architecture: str = "") -> str:
     if c.kind == "python":
         return PackageURL("pypi", None, pypi_name(c.name), c.version).to_string()
     return ""
+
+
+def package_kind(locators: Iterable[str]) -> str | None:
+    """The inventory's kind (``deb``, ``python``) of a listed component with these purls; None if no package's."""
+    locators = tuple(locators)
+    return next((kind for type_, kind in PACKAGE_TYPES.items()
+                 if any(locator.startswith(f"pkg:{type_}/") for locator in locators)), None)
 
 
 def image_purl(name: str, digest: str, architecture: str, reference: str = "") -> str:

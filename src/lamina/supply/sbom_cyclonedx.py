@@ -16,16 +16,15 @@ import json
 from typing import Any
 
 from lamina import __version__
-from lamina.inventory import Placed
 from lamina.supply.facts import (
     TOOL,
+    ComponentFacts,
     SbomInput,
-    component_version,
+    component_facts,
     derived_uuid,
     image_purl,
-    purl,
+    package_kind,
     sha256_hex,
-    supplier,
 )
 
 MEDIA_TYPE = "application/vnd.cyclonedx+json"
@@ -68,14 +67,9 @@ def cyclonedx_sbom(source: SbomInput) -> bytes:
                                            "comment": "the base image's own SBOM"}]
         components.append(base)
         depends.append(BASE_REF)
-    seen: set[str] = set()
-    for item in inv.items:
-        component = _component(item, source)
-        if component["bom-ref"] in seen:
-            continue
-        seen.add(component["bom-ref"])
-        components.append(component)
-        depends.append(component["bom-ref"])
+    for ref, facts in component_facts(source, _bom_ref):
+        components.append(_component(ref, facts))
+        depends.append(ref)
     doc = {
         "$schema": "http://cyclonedx.org/schema/bom-1.6.schema.json",
         "bomFormat": "CycloneDX",
@@ -93,20 +87,26 @@ def cyclonedx_sbom(source: SbomInput) -> bytes:
     return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
 
 
-def _component(item: Placed, source: SbomInput) -> dict[str, Any]:
+def _bom_ref(facts: ComponentFacts) -> str:
+    """A component's bom-ref: its purl, else (first-party files) its kind, name and layer."""
+    c = facts.item.component
+    return facts.purl or f"{c.kind}:{c.name}@{facts.item.layer}"
+
+
+def _component(ref: str, facts: ComponentFacts) -> dict[str, Any]:
+    item = facts.item
     c = item.component
-    locator = purl(item, source.distro, architecture=source.architecture)
     out: dict[str, Any] = {
         "type": "library" if c.kind != "files" else "file",
-        "bom-ref": locator or f"{c.kind}:{c.name}@{item.layer}",
-        "supplier": {"name": supplier(item, source.project)},
+        "bom-ref": ref,
+        "supplier": {"name": facts.supplier},
         "name": c.name,
-        "version": component_version(item),
+        "version": facts.version,
     }
-    if c.sha256:
-        out["hashes"] = [{"alg": "SHA-256", "content": sha256_hex(c.sha256)}]
-    if locator:
-        out["purl"] = locator
+    if facts.sha256:
+        out["hashes"] = [{"alg": "SHA-256", "content": facts.sha256}]
+    if facts.purl:
+        out["purl"] = facts.purl
     if c.url:
         out["externalReferences"] = [{"type": "distribution", "url": c.url}]
     properties = [("lamina:kind", c.kind), ("lamina:layer", item.layer), ("lamina:diff-id", item.diff_id),
@@ -122,20 +122,17 @@ def _component(item: Placed, source: SbomInput) -> dict[str, Any]:
 def described_digest(document: bytes) -> str:
     """The manifest digest the CycloneDX document says it describes."""
     component = json.loads(document).get("metadata", {}).get("component", {})
-    for h in component.get("hashes", []):
-        if h.get("alg") == "SHA-256":
-            return "sha256:" + h["content"]
-    return ""
+    sha = _sha256(component)
+    return "sha256:" + sha if sha is not None else ""
 
 
 def packages_of(document: bytes) -> set[tuple[str, str, str, str]]:
     """``(kind, name, version, sha256)`` of every Debian and Python package the document lists."""
-    out = set()
-    for c in json.loads(document).get("components", []):
-        locator = c.get("purl", "")
-        kind = "deb" if locator.startswith("pkg:deb/") else "python" if locator.startswith("pkg:pypi/") else None
-        if kind is None:
-            continue
-        sha = next((h["content"] for h in c.get("hashes", []) if h["alg"] == "SHA-256"), "")
-        out.add((kind, c["name"], c.get("version", ""), sha))
-    return out
+    return {(kind, c["name"], c.get("version", ""), _sha256(c) or "")
+            for c in json.loads(document).get("components", [])
+            if (kind := package_kind([c.get("purl", "")])) is not None}
+
+
+def _sha256(component: dict[str, Any]) -> str | None:
+    """The hex of a component's SHA-256 hash; None when it has none."""
+    return next((h["content"] for h in component.get("hashes", []) if h.get("alg") == "SHA-256"), None)

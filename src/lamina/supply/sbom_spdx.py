@@ -14,16 +14,15 @@ import hashlib
 import json
 from typing import Any
 
-from lamina.inventory import Placed
 from lamina.supply.facts import (
+    ComponentFacts,
     SbomInput,
-    component_version,
+    component_facts,
     derived_uuid,
     image_purl,
-    purl,
+    package_kind,
     sha256_hex,
     spdx_id,
-    supplier,
     tool_name,
 )
 
@@ -62,14 +61,9 @@ def spdx_sbom(source: SbomInput) -> bytes:
                 "checksum": {"algorithm": "SHA1", "checksumValue": hashlib.sha1(source.base_sbom).hexdigest()},
             }]
             relationships.append(_rel(BASE_ID, "DESCRIBED_BY", f"{BASE_DOC}:SPDXRef-DOCUMENT"))
-    seen: set[str] = set()
-    for item in inv.items:
-        package = _package(item, source)
-        if package["SPDXID"] in seen:
-            continue
-        seen.add(package["SPDXID"])
-        packages.append(package)
-        relationships.append(_rel(IMAGE_ID, "CONTAINS", package["SPDXID"]))
+    for element, facts in component_facts(source, _element_id):
+        packages.append(_package(element, facts))
+        relationships.append(_rel(IMAGE_ID, "CONTAINS", element))
     doc["packages"] = packages
     doc["relationships"] = relationships
     return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
@@ -122,18 +116,25 @@ def _base_package(source: SbomInput) -> dict[str, Any]:
     }
 
 
-def _package(item: Placed, source: SbomInput) -> dict[str, Any]:
+def _element_id(facts: ComponentFacts) -> str:
+    """A package's SPDX id: its kind, name, version, architecture and layer."""
+    c = facts.item.component
+    return spdx_id(c.kind, c.name, c.version, c.arch, facts.item.layer)
+
+
+def _package(element: str, facts: ComponentFacts) -> dict[str, Any]:
+    item = facts.item
     c = item.component
     package: dict[str, Any] = {
-        "SPDXID": spdx_id(c.kind, c.name, c.version, c.arch, item.layer),
+        "SPDXID": element,
         "name": c.name,
-        "versionInfo": component_version(item),
-        "supplier": f"Organization: {supplier(item, source.project)}",
+        "versionInfo": facts.version,
+        "supplier": f"Organization: {facts.supplier}",
         "downloadLocation": c.url or "NOASSERTION",
         "filesAnalyzed": False,
     }
-    if c.sha256:
-        package["checksums"] = [{"algorithm": "SHA256", "checksumValue": sha256_hex(c.sha256)}]
+    if facts.sha256:
+        package["checksums"] = [{"algorithm": "SHA256", "checksumValue": facts.sha256}]
     if c.filename and c.kind != "files":
         package["packageFileName"] = c.filename.rsplit("/", 1)[-1]
     if c.kind == "deb" and c.source_package:
@@ -142,9 +143,8 @@ def _package(item: Placed, source: SbomInput) -> dict[str, Any]:
         package["primaryPackagePurpose"] = "SOURCE" if c.filename else "FILE"
     else:
         package["primaryPackagePurpose"] = "LIBRARY" if c.kind == "python" else "INSTALL"
-    locator = purl(item, source.distro, architecture=source.architecture)
-    if locator:
-        package["externalRefs"] = [_purl_ref(locator)]
+    if facts.purl:
+        package["externalRefs"] = [_purl_ref(facts.purl)]
     package.update({"licenseConcluded": "NOASSERTION", "licenseDeclared": "NOASSERTION",
                     "copyrightText": "NOASSERTION"})
     where = [f"layer {item.layer}" if item.layer else "", f"added by {item.added_by}" if item.added_by else "",
@@ -163,21 +163,19 @@ def described_digest(document: bytes) -> str:
     described = {r["relatedSpdxElement"] for r in doc.get("relationships", [])
                  if r.get("spdxElementId") == "SPDXRef-DOCUMENT" and r.get("relationshipType") == "DESCRIBES"}
     for package in doc.get("packages", []):
-        if package.get("SPDXID") in described:
-            for checksum in package.get("checksums", []):
-                if checksum.get("algorithm") == "SHA256":
-                    return "sha256:" + checksum["checksumValue"]
+        if package.get("SPDXID") in described and (sha := _sha256(package)) is not None:
+            return "sha256:" + sha
     return ""
 
 
 def packages_of(document: bytes) -> set[tuple[str, str, str, str]]:
     """``(kind, name, version, sha256)`` of every Debian and Python package the document lists."""
-    out = set()
-    for package in json.loads(document).get("packages", []):
-        locators = [r["referenceLocator"] for r in package.get("externalRefs", []) if r.get("referenceType") == "purl"]
-        kind = next((k for k in ("deb", "pypi") if any(loc.startswith(f"pkg:{k}/") for loc in locators)), None)
-        if kind is None:
-            continue
-        sha = next((c["checksumValue"] for c in package.get("checksums", []) if c["algorithm"] == "SHA256"), "")
-        out.add(("deb" if kind == "deb" else "python", package["name"], package.get("versionInfo", ""), sha))
-    return out
+    return {(kind, package["name"], package.get("versionInfo", ""), _sha256(package) or "")
+            for package in json.loads(document).get("packages", [])
+            if (kind := package_kind(r["referenceLocator"] for r in package.get("externalRefs", [])
+                                     if r.get("referenceType") == "purl")) is not None}
+
+
+def _sha256(package: dict[str, Any]) -> str | None:
+    """The hex of a package's SHA256 checksum; None when it has none."""
+    return next((c["checksumValue"] for c in package.get("checksums", []) if c.get("algorithm") == "SHA256"), None)

@@ -27,6 +27,8 @@ log = logging.getLogger("lamina.push")
 #: Uploads in flight while layers are still being built: enough to keep a loopback or LAN registry
 #: busy, few enough to leave the cores to compressing.
 EARLY_UPLOADS = 2
+#: Images pushed at once after a build whose layers went up early.
+PARALLEL_IMAGES = 4
 
 
 class EarlyUploads:
@@ -102,26 +104,31 @@ def push(
 
     Images are pushed in order; blobs of one are mounted into the next from the repositories
     already pushed to on the same registry (a base and the images on it share layers). With ``early``,
-    the blobs it uploaded during the build count as sent to their repository (and are reported so).
+    the blobs it uploaded during the build count as sent to their repository (and are reported so), and
+    every image's layers are known to be somewhere on the registry already: the images are then pushed
+    side by side (mounts and manifests are small requests; one at a time, they are a serial tail).
     """
-    reports = []
     holders: dict[str, dict[str, list[str]]] = {}  # registry → digest → repositories holding it
     sent = early.finish() if early is not None else {}
     for registry, repositories in sent.items():
         for repository, blobs in repositories.items():
             for digest in blobs:
                 holders.setdefault(registry, {}).setdefault(digest, []).append(repository)
+
+    def one(named: Named, target: Reference, known: Mapping[str, Sequence[str]]) -> PushReport:
+        done = sent.get(target.registry, {}).get(target.repository, {})
+        pusher = push_index if isinstance(named.artifact, Index) else push_image
+        return pusher(named.artifact, target, [target.identifier], store, registries,  # type: ignore[arg-type]
+                      mount_sources=known, on_blob=on_blob, done=done)
+
+    if sent:
+        with ThreadPoolExecutor(PARALLEL_IMAGES, thread_name_prefix="lamina-push-image") as pool:
+            futures = [pool.submit(one, named, target, holders.get(target.registry, {})) for named, target in images]
+            return [future.result() for future in futures]
+    reports = []
     for named, target in images:
         known = holders.setdefault(target.registry, {})
-        artifact = named.artifact
-        done = sent.get(target.registry, {}).get(target.repository, {})
-        if isinstance(artifact, Index):
-            report = push_index(artifact, target, [target.identifier], store, registries, mount_sources=known,
-                                on_blob=on_blob, done=done)
-        else:
-            report = push_image(artifact, target, [target.identifier], store, registries, mount_sources=known,
-                                on_blob=on_blob, done=done)
-        reports.append(report)
+        reports.append(one(named, target, known))
         for image in named.images:
             for desc in image.blobs():
                 known.setdefault(desc.digest, []).append(target.repository)

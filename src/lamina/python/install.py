@@ -14,13 +14,16 @@ import csv
 import importlib.util
 import io
 import os
+import pickle
 import re
 import subprocess
 import sys
 import threading
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import IO
 
 from installer import install
 from installer.destinations import SchemeDictionaryDestination
@@ -74,6 +77,125 @@ def install_wheel(wheel: Path, name: str, target: PythonTarget, staging: Path, *
     check_staged(staging, target.venv, wheel.name)
     if compile_bytecode:
         compile_site_packages(staging, target)
+
+
+def install_wheels(wheels: Sequence[tuple[Path, str]], target: PythonTarget, staging: Path) -> None:
+    """Install ``(wheel, distribution name)`` pairs into ``staging``, in order, in an installer process.
+
+    Installing is Python code (check each member, unzip, hash for RECORD, write): in lamina's own
+    process, several installs, the tar writers and the layer bookkeeping would take turns under one
+    GIL, and a cold build's installs would form one serial chain. In installer processes, one per core
+    (started on first use: a build that installs nothing starts none), the installs of several layers
+    run side by side and leave lamina's process to tar and compress. An error comes back as the
+    :class:`~lamina.errors.LaminaError` the installer raised."""
+    with _install_slots():
+        server = _idle_installers.pop() if _idle_installers else _InstallServer()
+        try:
+            server.call((list(wheels), target, staging))
+        except _ServerGone:
+            server.stop()
+            raise LaminaError(f"the installer process ended while installing {', '.join(w.name for w, _ in wheels)}",
+                              hint="see the messages above; the machine may be out of memory") from None
+        except BaseException:
+            _idle_installers.append(server)
+            raise
+        _idle_installers.append(server)
+
+
+class _ServerGone(Exception):
+    pass
+
+
+class _InstallServer:
+    """One installer process: a request is (wheels, target, staging), the answer None or the error
+    raised; both pickled, length-prefixed (the same lamina on both ends of the pipe)."""
+
+    def __init__(self) -> None:
+        code = (f"import sys; sys.path[:0] = {sys.path!r}; "
+                "from lamina.python.install import serve_installs; serve_installs()")
+        self.process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        with _installers_lock:
+            if not _all_installers:
+                atexit.register(stop_installers)
+            _all_installers.append(self)
+
+    def call(self, request: object) -> None:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        data = pickle.dumps(request)
+        try:
+            self.process.stdin.write(len(data).to_bytes(8, "big") + data)
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            raise _ServerGone() from None
+        answer = _read_message(self.process.stdout)
+        if answer is _EOF:
+            raise _ServerGone()
+        if isinstance(answer, BaseException):
+            raise answer
+
+    def stop(self) -> None:
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            try:
+                self.process.stdin.close()
+            except BrokenPipeError:
+                pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+_EOF = object()
+
+
+def _read_message(stream: IO[bytes]) -> object:
+    header = stream.read(8)
+    if len(header) < 8:
+        return _EOF
+    body = stream.read(int.from_bytes(header, "big"))
+    return pickle.loads(body)
+
+
+def serve_installs() -> None:
+    """The installer process's loop (see :class:`_InstallServer`); ends when lamina closes the pipe."""
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # whatever an installer prints goes to stderr, never into the answers
+    requests = sys.stdin.buffer
+    while (request := _read_message(requests)) is not _EOF:
+        wheels, target, staging = request  # type: ignore[misc]
+        answer: BaseException | None = None
+        try:
+            for wheel, name in wheels:
+                install_wheel(wheel, name, target, staging, compile_bytecode=False)
+        except LaminaError as e:
+            answer = e
+        except Exception as e:  # noqa: BLE001 - sent back whole, raised in lamina's process
+            answer = LaminaError(f"cannot install {wheels[0][0].name}: {e}")
+        data = pickle.dumps(answer)
+        answers.write(len(data).to_bytes(8, "big") + data)
+        answers.flush()
+
+
+_installers_lock = threading.Lock()
+_idle_installers: list[_InstallServer] = []  # list.pop/append are atomic: no lock needed for the pool
+_all_installers: list[_InstallServer] = []
+_slots: threading.BoundedSemaphore | None = None
+
+
+def _install_slots() -> threading.BoundedSemaphore:
+    global _slots
+    with _installers_lock:
+        if _slots is None:
+            _slots = threading.BoundedSemaphore(workers())
+        return _slots
+
+
+def stop_installers() -> None:
+    """End the installer processes (and wait for them, so that their CPU time counts as lamina's)."""
+    with _installers_lock:
+        servers, _all_installers[:], _idle_installers[:] = list(_all_installers), [], []
+    for server in servers:
+        server.stop()
 
 
 #: Files compiled by one process. Fixed, so that which process compiles which file (and so the bytes:

@@ -20,7 +20,6 @@ import hashlib
 import re
 import shutil
 import tempfile
-import threading
 from collections.abc import Sequence
 from functools import cache
 from importlib.metadata import version
@@ -30,7 +29,7 @@ from lamina.errors import LaminaError
 from lamina.oci.layer import LAYER_BUDGET, LayerSpec, check_budget, input_key
 from lamina.oci.tar import Entry
 from lamina.oci.store import BlobStore
-from lamina.python.install import compile_site_packages, install_wheel, staged_entries
+from lamina.python.install import compile_site_packages, install_wheels, staged_entries
 from lamina.python.resolve import LockedDist
 from lamina.python.target import PythonTarget
 from lamina.python.wheels import fetch_wheels, verified_wheel
@@ -44,10 +43,6 @@ ROOM = 40
 #: Layers kept free by :func:`room_for` for the images built on this one (their code, their own packages).
 RESERVE = 16
 LAYOUT_VERSION = "python-layer-v3"  # change whenever what goes into a layer changes (v3: bytecode by compile servers)
-#: One layer installs at a time: installing is Python code under the GIL, so several at once would only
-#: take turns, and each would reach the compile servers (the other cores' work) later. One at a time,
-#: the heaviest layer's bytecode starts compiling as soon as its wheel is unpacked.
-_INSTALLING = threading.Lock()
 
 
 def family(name: str) -> str:
@@ -117,9 +112,7 @@ class PythonLayers:
         """Install the group's wheels, then compile them in one go (its chunks on every core)."""
         staging = Path(tempfile.mkdtemp(prefix="stage-", dir=self._root))
         wheels = [self._named_wheel(dist) for dist in group]  # fetched now if the caller did not
-        with _INSTALLING:
-            for dist, wheel in zip(group, wheels):
-                install_wheel(wheel, dist.name, self.target, staging, compile_bytecode=False)
+        install_wheels([(wheel, dist.name) for dist, wheel in zip(group, wheels)], self.target, staging)
         if self.compile:
             compile_site_packages(staging, self.target)
         return staged_entries(staging, uid=self.uid, gid=self.gid)

@@ -126,6 +126,7 @@ class RetryPolicy:
 DEFAULT_POLICY = RetryPolicy()
 
 
+@functools.cache
 def user_agent() -> str:
     """``lamina/<version>``, read from the installed distribution (importing lamina itself is not needed)."""
     from importlib.metadata import PackageNotFoundError, version

@@ -135,6 +135,8 @@ class Session:
         return self._scheme
 
     def _probe_scheme(self) -> str:
+        if is_loopback(self.host) and self._answers_plain_http():
+            return "http"
         try:
             self.http.get(f"https://{self.host}/v2/", auth=None).close()
             return "https"
@@ -145,6 +147,18 @@ class Session:
             return "http"
         except httpx.TimeoutException:
             return "http"
+
+    def _answers_plain_http(self) -> bool:
+        """A loopback registry (traffic that never leaves the machine) that answers plain HTTP. Asked
+        first, it spares the TLS attempt (and loading the CA bundle) that almost every loopback registry
+        refuses. A TLS server answers such a request with 400 "...HTTP request to an HTTPS server" (Go's
+        and nginx's words), or not at all: then TLS is tried as for any other host."""
+        try:
+            response = self.http.get(f"http://{self.host}/v2/", auth=None)
+        except httpx.TransportError:
+            return False
+        with response:
+            return response.status_code != 400 or b"https" not in response.content[:512].lower()
 
     # --- requests -------------------------------------------------------------------------------
 

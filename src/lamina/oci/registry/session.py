@@ -157,8 +157,10 @@ class Session:
             response = self.http.get(f"http://{self.host}/v2/", auth=None)
         except httpx.TransportError:
             return False
-        with response:
+        try:
             return response.status_code != 400 or b"https" not in response.content[:512].lower()
+        finally:
+            response.close()
 
     # --- requests -------------------------------------------------------------------------------
 

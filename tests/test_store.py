@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +114,39 @@ def test_gc_keeps_what_recorded_images_use_and_drops_the_rest(store):
     assert store.has(kept.digest) and not store.has(dropped.digest) and not store.has(stray)
     config_digest = json.loads(kept.data)["config"]["digest"]
     assert store.has(config_digest) and store.verify() == []
+
+
+def test_staging_goes_where_lamina_staging_says_and_is_removed_with_the_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAMINA_STAGING", str(tmp_path / "ram"))
+    store = BlobStore(tmp_path / "store")
+    staged = store.staging_dir
+    assert staged.parent == tmp_path / "ram" and staged.is_dir()
+    assert (tmp_path / "ram").stat().st_mode & 0o777 == 0o700  # nobody else's business
+    (staged / "file").write_text("x")
+    store.close()
+    assert not staged.exists()
+
+
+def test_staging_of_a_killed_run_is_swept_by_the_next_one(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("LAMINA_STAGING", str(tmp_path / "ram"))
+    code = ("import os, sys; from lamina.oci.store import BlobStore; "
+            f"s = BlobStore({str(tmp_path / 'store')!r}); d = s.staging_dir; (d / 'big').write_text('x'); "
+            "print(d, flush=True); os.kill(os.getpid(), 9)")
+    left = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
+    assert left and Path(left).exists()
+    BlobStore(tmp_path / "store")  # opening the store sweeps the dead run's staging too
+    assert not Path(left).exists()
+
+
+def test_a_staging_folder_another_user_owns_is_not_used(tmp_path, monkeypatch):
+    if os.getuid() != 0:
+        pytest.skip("making a folder another user owns needs root")
+    foreign = tmp_path / "ram"
+    foreign.mkdir()
+    os.chown(foreign, 12345, 12345)
+    monkeypatch.setenv("LAMINA_STAGING", str(foreign))
+    store = BlobStore(tmp_path / "store")
+    assert store.staging_dir.parent == store.tmp_root  # staged in the store instead

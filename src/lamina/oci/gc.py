@@ -54,6 +54,8 @@ def clean_tmp(store: BlobStore) -> int:
     """Remove what dead processes left in ``tmp/`` (folders and files, also of older lamina releases);
     the folders of live processes (a library user without the store lock) are kept."""
     removed = scratch.sweep(store.tmp_root)
+    if store.staging_root != store.tmp_root:
+        removed += scratch.sweep(store.staging_root)
     live = scratch.live_folders(store.tmp_root)
     for path in store.tmp_root.iterdir():
         name = path.name

@@ -22,6 +22,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import stat
 import threading
 import weakref
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from typing import Any
 from lamina.errors import DigestMismatchError, StoreError
 from lamina.oci import gc as _gc
 from lamina.oci import records
-from lamina.oci.scratch import Scratch, sweep
+from lamina.oci.scratch import Scratch, staging_root, sweep
 from lamina.oci.digest import CHUNK, DigestWriter, hex_of, sha256_digest
 from lamina.oci.files import atomic_file, atomic_write, commit_file, disk_error, full_disk_reported, temp_file
 from lamina.oci.records import StoredLayer
@@ -136,6 +137,12 @@ class VerifyingReader:
         self.close()
 
 
+def _own_folder(path: Path) -> bool:
+    """A real folder (not a link) owned by this user: in a shared /dev/shm another user could have made it first."""
+    info = os.lstat(path)
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+
+
 class BlobStore:
     """A content-addressed store of blobs plus the small records that make it a build cache."""
 
@@ -144,7 +151,9 @@ class BlobStore:
         self.blobs_dir = self.root / "blobs" / "sha256"
         self.tmp_root = self.root / "tmp"
         self._scratch: Scratch | None = None
+        self._staging: Scratch | None = None
         self._scratch_lock = threading.Lock()
+        self.staging_root = staging_root(self.tmp_root)
         with full_disk_reported(self.root):
             for d in (self.blobs_dir, self.tmp_root, *(self.root / r for r in records.RECORD_DIRS)):
                 d.mkdir(parents=True, exist_ok=True)
@@ -152,6 +161,14 @@ class BlobStore:
             if not version.exists():
                 atomic_write(version, STORE_VERSION.encode())
             sweep(self.tmp_root)  # the temp folders of killed runs
+        if self.staging_root != self.tmp_root:
+            try:
+                self.staging_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+                if not _own_folder(self.staging_root):
+                    raise PermissionError(f"{self.staging_root} is not this user's own folder")
+                sweep(self.staging_root)
+            except OSError:
+                self.staging_root = self.tmp_root  # not usable after all: stage in the store
 
     @property
     def tmp_dir(self) -> Path:
@@ -163,11 +180,27 @@ class BlobStore:
                 weakref.finalize(self, self._scratch.release)  # also at interpreter exit
             return self._scratch.path
 
+    @property
+    def staging_dir(self) -> Path:
+        """This process's own folder for staging layer trees (see :func:`lamina.oci.scratch.staging_root`:
+        RAM-backed when the machine has room); nothing in it is ever renamed into the store."""
+        if self.staging_root == self.tmp_root:
+            return self.tmp_dir
+        with self._scratch_lock:
+            if self._staging is None:
+                with full_disk_reported(self.staging_root):
+                    self._staging = Scratch(self.staging_root)
+                weakref.finalize(self, self._staging.release)
+            return self._staging.path
+
     def close(self) -> None:
-        """Remove this process's temp folder (a killed process's is removed by the next run)."""
+        """Remove this process's temp folders (a killed process's are removed by the next run)."""
         if self._scratch is not None:
             self._scratch.release()
             self._scratch = None
+        if self._staging is not None:
+            self._staging.release()
+            self._staging = None
 
     @classmethod
     def open_default(cls, root: str | os.PathLike[str] | None = None) -> BlobStore:

@@ -246,7 +246,7 @@ class PythonSession:
         if needed and self.on_status:
             self.on_status(f"fetching {len(needed)} wheels for {spec.name}")
         wheels = fetch_wheels(needed, self.store, on_done=count) if needed else {}
-        installer = PythonLayers(target, wheels, self.store.tmp_dir, uid=uid, gid=gid)
+        installer = PythonLayers(target, wheels, self.store.staging_dir, uid=uid, gid=gid)
         self._layer_sets.append(installer)
         if makes_venv:
             prepared.layers.append((self._venv_layer(target), (Component("files", f"python venv {target.venv}",
@@ -258,7 +258,7 @@ class PythonSession:
 
     def _uncached(self, groups: Sequence[Sequence[LockedDist]], target: PythonTarget, media_type: str, mtime: int,
                   uid: int, gid: int) -> list[LockedDist]:
-        probe = PythonLayers(target, {}, self.store.tmp_dir, uid=uid, gid=gid)
+        probe = PythonLayers(target, {}, self.store.staging_dir, uid=uid, gid=gid)
         try:
             return [d for g in groups if cached_layer(self.store, probe.spec(g).key or "", media_type, mtime, self.compression,
                                                        remote=self.remote) is None

@@ -54,6 +54,8 @@ environment:
   LAMINA_REGISTRY_USERNAME, LAMINA_REGISTRY_PASSWORD   registry credentials
   SOURCE_DATE_EPOCH  timestamp written into images (default 1970-01-01T00:00:01Z)
   LAMINA_JOBS        threads for compression (default: the number of cores)
+  LAMINA_STAGING     where layer trees are staged (default: /dev/shm when it is tmpfs with 4 GB
+                     free, else the store's tmp/)
   LAMINA_KEY_PASSWORD (or COSIGN_PASSWORD)   password of the signing key (else read from stdin)
 
 exit codes:

@@ -238,3 +238,21 @@ def test_a_failed_early_upload_is_sent_again_by_the_push(registry, tmp_path):
     early = EarlyUploads({"base": nowhere}, store, Registries())
     early.layer_built("base", layer)
     assert early.finish() == {}  # logged, not raised: the push reports the unreachable registry itself
+
+
+def test_layers_found_in_the_store_are_left_to_the_push(registry, tmp_path):
+    """A no-op build sends no request per layer: a reused layer was most likely pushed before."""
+    from dataclasses import replace
+
+    from lamina.oci.reference import Reference
+    from lamina.oci.remote import Registries
+    from lamina.oci.store import BlobStore
+    from lamina.publish.registry import EarlyUploads
+
+    store = BlobStore(tmp_path / "store")
+    layer = replace(_stored_layer(store, b"y" * 1000), reused=True)
+    mark = registry.mark()
+    early = EarlyUploads({"base": Reference.parse(f"{registry.host}/{unique_repo('early')}/base:1")}, store, Registries())
+    early.layer_built("base", layer)
+    assert early.finish() == {}
+    assert registry.requests(mark) == []

@@ -32,8 +32,9 @@ PARALLEL_IMAGES = 4
 
 
 class EarlyUploads:
-    """Uploads each new layer blob as soon as it is built, while the rest of the family is still being
-    built, so that the push after the build is mostly manifests.
+    """Uploads each layer blob made in this build as soon as it is made, while the rest of the family is
+    still being built, so that the push after the build is mostly manifests. (A layer found in the store
+    was most likely pushed before: the push after the build sees whether the registry has it.)
 
     ``repositories`` maps an image name to where it is pushed; :meth:`layer_built` (a ``Family.on_layer``
     hook: called with the first image, in build order, that holds the layer) queues the blob for that
@@ -55,8 +56,8 @@ class EarlyUploads:
 
     def layer_built(self, image: str, layer: BuiltLayer) -> None:
         target = self.repositories.get(image)
-        if target is None or layer.origin is not None:  # not pushed, or a cache hit: already in a registry
-            return
+        if target is None or layer.reused or layer.origin is not None:
+            return  # not pushed; or made before (most likely pushed before: the push looks) or a cache hit
         digest, size = layer.layer.digest, layer.layer.size
         key = (target.registry, target.repository, digest)
         with self._lock:

@@ -25,7 +25,7 @@ from lamina.oci.reference import Reference
 from lamina.oci.remote import Registries
 from lamina.oci.store import BlobStore
 from lamina.publish import Named
-from lamina.python.check import MODULES_KIND
+from lamina.python.findings import MODULES_KIND
 from lamina.python.image import PythonState
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from lamina import naming
 from lamina.build import Base, BuildOptions, BuiltImage, PlannedImage, finish_image, plan_image
@@ -29,10 +30,13 @@ from lamina.oci.reference import Reference
 from lamina.oci.remote import Registries
 from lamina.oci.store import BlobStore
 from lamina.plan import build_order
-from lamina.python.check import CheckedImage, Finding, check_family
+from lamina.python.findings import Finding
 from lamina.python.image import PinConflict, PythonSession, PythonState
 from lamina.python.step import PythonStep
 from lamina.steps import Step, StepLayer
+
+if TYPE_CHECKING:
+    from lamina.python.check import CheckedImage
 
 def _publish_command(name: str) -> str:
     return f"`lamina build {name} --push` (or, next to the registry, `lamina build {name} --push --on ssh://USER@HOST`)"
@@ -323,12 +327,16 @@ class Family:
 
     def check(self, built: Sequence[BuiltImage]) -> list[Finding]:
         """``lamina check`` on built (or locked) images: what would fail at run time, found now."""
+        from lamina.python.check import check_family  # parses the services' code: imported only to check
+
         firsts = {b.name: b for b in reversed(built)}  # one platform of each image: its code is the same
         checked = [self._checked(b) for b in built
                    if firsts[b.name] is b and isinstance(b.states.get("python"), PythonState)]
         return self.conflicts + check_family(checked, self.store)
 
     def _checked(self, built: BuiltImage) -> CheckedImage:
+        from lamina.python.check import CheckedImage
+
         spec = self.config.image(built.name)
         state = built.states["python"]
         base_state = built.base.states.get("python") if built.base else None

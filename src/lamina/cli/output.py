@@ -21,7 +21,7 @@ from lamina.build import BuiltImage
 from lamina.family import Family
 from lamina.oci.layer import BuiltLayer
 from lamina.oci.remote import PushReport
-from lamina.python.check import Finding
+from lamina.python.findings import Finding
 
 console = Console(stderr=True, highlight=False)
 

@@ -13,33 +13,15 @@ import ast
 import sys
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-
-from packaging.version import InvalidVersion, Version
 
 from lamina.config import ServiceCode
 from lamina.oci.store import BlobStore
+from lamina.python.findings import ERROR, MODULES_KIND, NOTE, WARNING, Finding, allows  # noqa: F401 (re-exported)
 from lamina.python.requirements import DeclaredRequirement, read_requirements
 from lamina.python.resolve import LockedDist
 from lamina.python.wheels import fetch_wheels, verified_wheel
-
-ERROR, WARNING, NOTE = "error", "warning", "note"
-MODULES_KIND = "wheel-modules"
-
-
-@dataclass(frozen=True)
-class Finding:
-    level: str
-    code: str
-    image: str
-    where: str
-    message: str
-    hint: str | None = None
-
-    def to_json(self) -> dict[str, str | None]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class ImportSite:
@@ -249,14 +231,6 @@ def check_service(
                                     f"{req.name} is declared but the code never imports {', '.join(sorted(modules))}",
                                     "remove it if nothing needs it at run time"))
     return findings
-
-
-def allows(req: DeclaredRequirement, version: str) -> bool:
-    """Does the requirement accept this installed version?"""
-    try:
-        return req.requirement.specifier.contains(Version(version), prereleases=True)
-    except InvalidVersion:
-        return True
 
 
 def modules_of_dists(dists: Iterable[LockedDist], store: BlobStore) -> dict[str, str]:

@@ -23,7 +23,7 @@ from lamina.oci.compress import Compression
 from lamina.oci.layer import LayerSpec, cached_layer, input_key
 from lamina.oci.model import Image, Platform, env_of
 from lamina.oci.store import BlobStore
-from lamina.python.check import ERROR, Finding, allows
+from lamina.python.findings import ERROR, Finding, allows
 from lamina.python.layers import LAYER_BUDGET, PythonLayers, check_budget, group_dists, room_for
 from lamina.python.requirements import DeclaredRequirement, hashed_lock, read_requirements
 from lamina.python.resolve import Indexes, LockedDist, inputs_fingerprint, resolve

@@ -25,9 +25,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
-from installer import install
-from installer.destinations import SchemeDictionaryDestination
-from installer.sources import WheelFile
 
 from lamina.errors import LaminaError
 from lamina.oci.compress import workers
@@ -56,6 +53,11 @@ def install_wheel(wheel: Path, name: str, target: PythonTarget, staging: Path, *
     The wheel is checked first (:func:`lamina.python.safety.check_wheel`: member paths and kinds, RECORD
     against the files) and what was staged after: path safety is lamina's own, whatever installer does.
     """
+    # installer is imported here: in lamina's own process only installer processes and tests call this
+    from installer import install
+    from installer.destinations import SchemeDictionaryDestination
+    from installer.sources import WheelFile
+
     check_wheel(wheel, wheel.name)
     destination = SchemeDictionaryDestination(
         scheme_dict=_scheme(target, name),

@@ -219,3 +219,30 @@ wheels = [{{ url = "{wheel.as_uri()}", hashes = {{ sha256 = "ab" }} }}]
 """
     (only,) = parse_pylock(text, "test", TARGET)
     assert only.size == wheel.stat().st_size
+
+
+@pytest.mark.parametrize("in_process_below", [0, 1 << 30], ids=["installer process", "in process"])
+def test_installer_processes_install_as_lamina_does_and_send_errors_back(tmp_path, monkeypatch, in_process_below):
+    """Big wheels go to installer processes, small ones are installed in lamina's process: the same tree
+    either way, and a bad wheel fails with lamina's own error naming it."""
+    import zipfile
+
+    from lamina.errors import LaminaError
+    from lamina.python import install
+
+    monkeypatch.setattr(install, "IN_PROCESS_BELOW", in_process_below)
+    staging = tmp_path / "stage"
+    install.install_wheels([(make_wheel(tmp_path), "demo")], TARGET, staging)
+    site = staging / "opt/venv/lib/python3.11/site-packages"
+    assert (site / "demo/__init__.py").read_text() == "VALUE = 1\n"
+    assert (site / "demo-1.0.dist-info/INSTALLER").read_text() == "lamina\n"
+
+    bad = tmp_path / "bad" / "demo-1.0-py3-none-any.whl"
+    bad.parent.mkdir()
+    with zipfile.ZipFile(make_wheel(tmp_path)) as good, zipfile.ZipFile(bad, "w") as out:
+        for item in good.infolist():
+            data = good.read(item)
+            out.writestr(item, b"VALUE = 2\n" if item.filename == "demo/__init__.py" else data)
+    with pytest.raises(LaminaError, match="demo-1.0-py3-none-any.whl"):
+        install.install_wheels([(bad, "demo")], TARGET, tmp_path / "stage2")
+    install.stop_installers()

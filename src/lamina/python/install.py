@@ -81,6 +81,11 @@ def install_wheel(wheel: Path, name: str, target: PythonTarget, staging: Path, *
         compile_site_packages(staging, target)
 
 
+#: Wheels smaller than this (together) are installed in lamina's own process: starting an installer
+#: process (~0.15 s) would cost more than the GIL does (an incremental build's one changed library).
+IN_PROCESS_BELOW = 1 << 20
+
+
 def install_wheels(wheels: Sequence[tuple[Path, str]], target: PythonTarget, staging: Path) -> None:
     """Install ``(wheel, distribution name)`` pairs into ``staging``, in order, in an installer process.
 
@@ -88,8 +93,13 @@ def install_wheels(wheels: Sequence[tuple[Path, str]], target: PythonTarget, sta
     process, several installs, the tar writers and the layer bookkeeping would take turns under one
     GIL, and a cold build's installs would form one serial chain. In installer processes, one per core
     (started on first use: a build that installs nothing starts none), the installs of several layers
-    run side by side and leave lamina's process to tar and compress. An error comes back as the
-    :class:`~lamina.errors.LaminaError` the installer raised."""
+    run side by side and leave lamina's process to tar and compress (small wheels: see
+    :data:`IN_PROCESS_BELOW`). An error comes back as the :class:`~lamina.errors.LaminaError` the
+    installer raised."""
+    if sum(wheel.stat().st_size for wheel, _ in wheels) < IN_PROCESS_BELOW:
+        for wheel, name in wheels:  # small: done before an installer process would have started
+            install_wheel(wheel, name, target, staging, compile_bytecode=False)
+        return
     with _install_slots():
         server = _idle_installers.pop() if _idle_installers else _InstallServer()
         try:

@@ -246,7 +246,6 @@ class Bench:
         self.wheelhouse = self.work / "wheelhouse"
         self.registries: dict[str, RegistryServer] = {}
         self.tools = ["lamina", *args.peer.split(",")]
-        self.node_layers: dict[str, dict[str, int]] = {}
         self.utilisation: list[tuple[float, float]] = []
 
     # -- setup ----------------------------------------------------------------------------------
@@ -422,15 +421,15 @@ class Bench:
 
     def pull(self, tool: str) -> tuple[float, int]:
         """A node (podman, own storage, holding the previous version) pulls every service's image as now
-        tagged: (seconds, bytes of the layers it did not hold)."""
+        tagged: (seconds, bytes it downloaded). The bytes are those of the blobs the registry served it
+        (its access log), not of the layers it lacked by digest: podman stores layers by their chain (a
+        layer and everything under it), so after a change low in an image it downloads again every layer
+        above the change, even those it holds under another chain."""
         node = self.work / f"node-{tool}"
         podman = ["podman", "--root", str(node / "root"), "--runroot", str(node / "run"), *PODMAN]
         server = self.registries[tool]
-        held = set(self.node_layers.setdefault(tool, {}))
-        wanted: dict[str, int] = {}
-        for service in self.services():
-            for layer in self.manifest(server, f"bench/{service}", self.version).get("layers", []):
-                wanted[layer["digest"]] = layer["size"]
+        sizes = {f"sha256:{hex_}": size for hex_, size in blob_bytes(server).items()}
+        mark = server.mark()
         start = time.perf_counter()
         for service in self.services():
             result = subprocess.run([*podman, "pull", "-q", "--tls-verify=false",
@@ -438,8 +437,9 @@ class Bench:
             if result.returncode != 0:
                 raise SystemExit(f"podman pull of {service} ({tool}) failed: {result.stderr[-2000:]}")
         seconds = time.perf_counter() - start
-        self.node_layers[tool].update(wanted)
-        return seconds, sum(size for digest, size in wanted.items() if digest not in held)
+        served = [r.path.rsplit("/", 1)[1] for r in server.requests(mark)
+                  if r.method == "GET" and "/blobs/sha256:" in r.path and r.status == 200]
+        return seconds, sum(sizes.get(digest, 0) for digest in served)
 
     def reset_node(self, tool: str) -> None:
         node = self.work / f"node-{tool}"
@@ -447,7 +447,6 @@ class Bench:
             podman = ["podman", "--root", str(node / "root"), "--runroot", str(node / "run"), *PODMAN]
             subprocess.run([*podman, "system", "reset", "--force"], capture_output=True)
             shutil.rmtree(node, ignore_errors=True)
-        self.node_layers[tool] = {}
 
     @staticmethod
     def manifest(server: RegistryServer, repo: str, tag: str) -> dict:

@@ -247,6 +247,7 @@ class Bench:
         self.registries: dict[str, RegistryServer] = {}
         self.tools = ["lamina", *args.peer.split(",")]
         self.utilisation: list[tuple[float, float]] = []
+        self.failure: str | None = None
 
     # -- setup ----------------------------------------------------------------------------------
 
@@ -460,39 +461,49 @@ class Bench:
     def run(self) -> list[Row]:
         """Each run makes one change, then every tool builds and pushes the family from its own caches, and
         its node pulls the services."""
-        rows = []
+        rows: list[Row] = []
         caches = {tool: self.work / ("lamina-store" if tool == "lamina" else f"buildah-{tool}") for tool in self.tools}
         for scenario in [s for s in SCENARIOS if s in self.args.scenarios.split(",")]:
             by_tool = {tool: Row(scenario, tool) for tool in caches}
-            runs = self.args.runs_cold if scenario == "cold" and self.args.runs_cold else self.args.runs
-            for n in range(runs):
-                self.change(scenario, n)
-                for tool, cache in caches.items():
-                    if scenario == "cold":
-                        self.reset(tool, cache)
-                    elif not cache.exists():
-                        raise SystemExit(f"scenario {scenario} starts from the caches the cold scenario leaves")
-                    before = blob_bytes(self.registries[tool])
-                    sampler = Utilisation() if tool == "lamina" and scenario == "cold" and not self.utilisation else None
-                    if scenario == "fresh-runner":
-                        sample = self.fresh_runner(tool, n)
-                    else:
-                        sample = self.lamina_family(cache) if tool == "lamina" else self.buildah_family(cache, tool)
-                    if sampler is not None:
-                        self.utilisation = sampler.stop()
-                    sample.uploaded = sum(size for d, size in blob_bytes(self.registries[tool]).items() if d not in before)
-                    if scenario == "cold" and n == 0:
-                        self.reset_node(tool)
-                    if self.args.pull:
-                        sample.pull_s, sample.pulled = self.pull(tool)
-                    by_tool[tool].samples.append(sample)
-                    print(f"{scenario:5} {tool:8} run {n + 1}: {sample.wall:7.1f}s wall, {sample.cpu:7.1f}s CPU, "
-                          f"{sample.rss_mb} MB RSS, {sample.uploaded / 1e6:.1f} MB uploaded; pull {sample.pull_s:.1f}s "
-                          f"{sample.pulled / 1e6:.1f} MB (load {os.getloadavg()[0]:.1f})", flush=True)
+            try:
+                self.scenario(scenario, caches, by_tool)
+            except (Exception, SystemExit) as failure:  # keep what was measured; the caches are now unknown
+                self.failure = f"{scenario}: {failure}"
+                rows += [row for row in by_tool.values() if row.samples]
+                print(f"stopped in {scenario}: {str(failure)[-500:]}", flush=True)
+                return rows
             for tool, row in by_tool.items():
                 row.images = self.image_facts(tool)
                 rows.append(row)
         return rows
+
+    def scenario(self, scenario: str, caches: dict[str, Path], by_tool: dict[str, Row]) -> None:
+        """The runs of one scenario: each makes its change, then every tool builds, pushes and is pulled."""
+        runs = self.args.runs_cold if scenario == "cold" and self.args.runs_cold else self.args.runs
+        for n in range(runs):
+            self.change(scenario, n)
+            for tool, cache in caches.items():
+                if scenario == "cold":
+                    self.reset(tool, cache)
+                elif not cache.exists():
+                    raise SystemExit(f"scenario {scenario} starts from the caches the cold scenario leaves")
+                before = blob_bytes(self.registries[tool])
+                sampler = Utilisation() if tool == "lamina" and scenario == "cold" and not self.utilisation else None
+                if scenario == "fresh-runner":
+                    sample = self.fresh_runner(tool, n)
+                else:
+                    sample = self.lamina_family(cache) if tool == "lamina" else self.buildah_family(cache, tool)
+                if sampler is not None:
+                    self.utilisation = sampler.stop()
+                sample.uploaded = sum(size for d, size in blob_bytes(self.registries[tool]).items() if d not in before)
+                if scenario == "cold" and n == 0:
+                    self.reset_node(tool)
+                if self.args.pull:
+                    sample.pull_s, sample.pulled = self.pull(tool)
+                by_tool[tool].samples.append(sample)
+                print(f"{scenario:5} {tool:8} run {n + 1}: {sample.wall:7.1f}s wall, {sample.cpu:7.1f}s CPU, "
+                      f"{sample.rss_mb} MB RSS, {sample.uploaded / 1e6:.1f} MB uploaded; pull {sample.pull_s:.1f}s "
+                      f"{sample.pulled / 1e6:.1f} MB (load {os.getloadavg()[0]:.1f})", flush=True)
 
     def change(self, scenario: str, n: int) -> None:
         """Make the scenario's change: every run a change neither tool has built before."""
@@ -652,13 +663,15 @@ def main() -> int:
             shutil.rmtree(bench.work, ignore_errors=True)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     text = report(rows, args.profile, machine, bench.utilisation)
+    if bench.failure:
+        text += f"\n\nThe run stopped in {bench.failure[:300]}: the rows above are what was measured before.\n"
     print(text)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"family-{args.profile}.md").write_text(text + "\n")
     (RESULTS / f"family-{args.profile}.json").write_text(json.dumps(
         {"machine": machine, "profile": args.profile, "rows": [asdict(r) for r in rows],
-         "utilisation": bench.utilisation}, indent=2))
-    return 0
+         "utilisation": bench.utilisation, "failure": bench.failure}, indent=2))
+    return 1 if bench.failure else 0
 
 
 if __name__ == "__main__":

@@ -282,6 +282,7 @@ class Bench:
             self.write_bench_config()
             prepared.write_text(self.template)
         self.use_registry("lamina")
+        self.reset_bumps()
         self.lamina("lock", "--config", self.config.name, store=self.work / "setup-store")
 
     def fill_wheelhouse(self) -> None:
@@ -476,6 +477,15 @@ class Bench:
                 row.images = self.image_facts(tool)
                 rows.append(row)
         return rows
+
+    def reset_bumps(self) -> None:
+        """Put the bumped pins back to their first versions (a workdir an earlier run left bumped)."""
+        for file, package, versions in (self.ml_bump, self.core_bump):
+            path = self.project / file
+            text = path.read_text()
+            for version in versions[1:]:
+                text = text.replace(f"{package}=={version}\n", f"{package}=={versions[0]}\n")
+            path.write_text(text)
 
     def scenario(self, scenario: str, caches: dict[str, Path], by_tool: dict[str, Row]) -> None:
         """The runs of one scenario: each makes its change, then every tool builds, pushes and is pulled."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 from collections.abc import Sequence
@@ -129,52 +130,48 @@ def run(args: argparse.Namespace) -> int:
                                     pushing=args.push, locked=args.locked, platforms=platforms_arg(args.platform),
                                     remote=remote, published_bases=args.published_bases)
             early = _early_uploads(session, family, names, tag) if args.push and not args.published_bases else None
-            try:
+            with early or contextlib.nullcontext():  # a build that fails stops its uploads
                 built = output.run_family(family, names, on_layer=early.layer_built if early else None)
-            except BaseException:
-                if early is not None:
-                    early.cancel()
-                raise
-            named = session.named(family.products(built), tag)
-            if remote is not None and remote.hits and not args.no_check:
-                seed_records(remote)  # what the reused layers' wheels provide, for the check
-            output.print_built(built)
-            findings = family.conflicts if args.no_check else family.check(built)
-            output.print_findings(findings)
-            if errors := output.error_count(findings):
-                raise ServiceCheckFailed(f"lamina check found {errors} error(s): the images would fail at run time",
-                                         hint="fix them (each names the file and line)"
-                                         + ("" if args.no_check else ", or build with --no-check"))
-            if family.resolved:
-                resolved = sorted(set(family.resolved))
-                console.print(f"resolved packages of {', '.join(resolved)} into {family.lock.path.name}")
-            if out is not None:
-                started = time.monotonic()
-                fetched = write_output(out, named, store, session.registries)
-                extra = f", fetched {output.size(fetched)} of base layers" if fetched else ""
-                console.print(f"wrote {out} in {time.monotonic() - started:.2f}s{extra}")
-                if out.kind == "oci" and not args.no_sbom:
-                    _attach_to_layout(session, out.path, named, key)
-            reports = []
-            if args.push:
-                targets = session.targets([n for n in named if not args.published_bases or n.name in names])
-                with output.status("pushing…") as update:
-                    reports = push(targets, store, session.registries, early=early,
-                                   on_blob=lambda d, outcome: update(f"pushing: {outcome} {d[:19]}"))
-                for report in reports:
-                    output.print_push(report)
-                if not args.no_remote_cache:
-                    record_pushed(config, pushed_images(built, targets), store, session.registries, output.warn,
-                                  remote)
-                if not args.no_sbom or key is not None:
-                    from lamina.supply.project import attach_and_sign
+                named = session.named(family.products(built), tag)
+                if remote is not None and remote.hits and not args.no_check:
+                    seed_records(remote)  # what the reused layers' wheels provide, for the check
+                output.print_built(built)
+                findings = family.conflicts if args.no_check else family.check(built)
+                output.print_findings(findings)
+                if errors := output.error_count(findings):
+                    raise ServiceCheckFailed(f"lamina check found {errors} error(s): the images would fail at run time",
+                                             hint="fix them (each names the file and line)"
+                                             + ("" if args.no_check else ", or build with --no-check"))
+                if family.resolved:
+                    resolved = sorted(set(family.resolved))
+                    console.print(f"resolved packages of {', '.join(resolved)} into {family.lock.path.name}")
+                if out is not None:
+                    started = time.monotonic()
+                    fetched = write_output(out, named, store, session.registries)
+                    extra = f", fetched {output.size(fetched)} of base layers" if fetched else ""
+                    console.print(f"wrote {out} in {time.monotonic() - started:.2f}s{extra}")
+                    if out.kind == "oci" and not args.no_sbom:
+                        _attach_to_layout(session, out.path, named, key)
+                reports = []
+                if args.push:
+                    targets = session.targets([n for n in named if not args.published_bases or n.name in names])
+                    with output.status("pushing…") as update:
+                        reports = push(targets, store, session.registries, early=early,
+                                       on_blob=lambda d, outcome: update(f"pushing: {outcome} {d[:19]}"))
+                    for report in reports:
+                        output.print_push(report)
+                    if not args.no_remote_cache:
+                        record_pushed(config, pushed_images(built, targets), store, session.registries, output.warn,
+                                      remote)
+                    if not args.no_sbom or key is not None:
+                        from lamina.supply.project import attach_and_sign
 
-                    with output.status("attaching SBOMs and provenance…"):
-                        signed = attach_and_sign(config, store, session.registries, targets, key)
-                    for s in signed:
-                        console.print(f"signed {s.digest[:19]}" + ("" if s.added else " (already signed with this key)"))
-            if args.report:
-                _write_report(Path(args.report), built, {n.name: n.tag for n in named}, session)
+                        with output.status("attaching SBOMs and provenance…"):
+                            signed = attach_and_sign(config, store, session.registries, targets, key)
+                        for s in signed:
+                            console.print(f"signed {s.digest[:19]}" + ("" if s.added else " (already signed with this key)"))
+                if args.report:
+                    _write_report(Path(args.report), built, {n.name: n.tag for n in named}, session)
     if args.json:
         output.print_json(build_summary(built, out, reports, remote))
     return 0

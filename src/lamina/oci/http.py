@@ -27,6 +27,7 @@ import os
 import ssl
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -211,7 +212,7 @@ def make_client(
     """An ``httpx.Client`` as lamina uses it everywhere (``verify``: True, False or a CA bundle path)."""
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
     # proxies from the environment get their own transports, made by httpx now: they need the context now
-    proxied = bool(httpx._utils.get_environment_proxies())
+    proxied = bool(urllib.request.getproxies())
     context: ssl.SSLContext | bool = (
         ssl_context(verify if isinstance(verify, str) else None) if verify and proxied else False)
     return httpx.Client(

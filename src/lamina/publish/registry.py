@@ -92,6 +92,12 @@ class EarlyUploads:
         """Stop: drop what has not started, wait for what has (a build that failed)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def __enter__(self) -> EarlyUploads:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cancel()  # after finish(), nothing is left to cancel
+
 
 def push(
     images: Sequence[tuple[Named, Reference]],

@@ -300,3 +300,19 @@ def test_transport_errors_count_against_the_attempts(server: tuple[str, Script],
     assert len(script.requests) == 4 and waits == [0.5, 1.0, 2.0]
     assert "after 4 attempts" in caught.value.message
     assert caught.value.__cause__ is None  # the message stands alone: no httpx traceback
+
+
+def test_requests_go_through_the_environments_proxy_unless_no_proxy_names_the_host(
+        server: tuple[str, Script], monkeypatch: pytest.MonkeyPatch) -> None:
+    url, script = server
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTP_PROXY", url.rsplit("/", 1)[0])  # the loopback server plays a forward proxy
+    with make_client() as client:
+        assert fetch_bytes(client, "http://files.example.invalid/file.bin") == BODY
+    assert [r["Host"] for r in script.requests] == ["files.example.invalid"]  # asked of the proxy
+    monkeypatch.setenv("NO_PROXY", ".example.invalid,localhost")
+    with make_client() as client, pytest.raises(DownloadError):
+        fetch_bytes(client, "http://files.example.invalid/file.bin", policy=RetryPolicy(attempts=1))
+    assert len(script.requests) == 1  # went straight to the (unresolvable) host, not to the proxy

@@ -52,7 +52,7 @@ def test_above_its_room_an_image_groups_small_families_and_stays_stable():
     big = [dist("torch", size=200_000_000), dist("numpy", size=20_000_000)]
     groups = group_dists(small + big, room=12)
     assert len(groups) <= 12 and len(groups) <= BUCKETS + 3
-    assert [["numpy"], ["pydantic"], ["torch"]] == [[d.name for d in g] for g in groups[-3:]]  # >= 256 KiB: alone
+    assert [["torch"], ["numpy"], ["pydantic"]] == [[d.name for d in g] for g in groups[:3]]  # >= 256 KiB: alone
     where = {d.name: i for i, g in enumerate(groups) for d in g}
     assert where["opentelemetry-api"] == where["opentelemetry-sdk"]  # released together, rebuilt together
     assert bucket_of("pydantic-core") == bucket_of("pydantic")
@@ -61,6 +61,19 @@ def test_above_its_room_an_image_groups_small_families_and_stays_stable():
     assert sum(changed) == 1  # only pkg3's bucket
     without = group_dists([d for d in small if d.name != "pkg7"] + big, room=12)
     assert sum(1 for g in without if g not in groups) == 1  # only pkg7's bucket changed
+
+
+def test_layers_go_biggest_first_so_a_node_lays_out_little_above_a_change():
+    dists = [dist("joblib", size=300_000), dist("numpy", size=16_000_000), dist("scipy", size=38_000_000),
+             dist("threadpoolctl", size=18_000), dist("scikit-learn", size=13_000_000)]
+    order = [g[0].name for g in group_dists(dists, room=40)]
+    assert order == ["scipy", "numpy", "scikit-learn", "joblib", "threadpoolctl"]
+    above_joblib = order[order.index("joblib") + 1:]
+    assert above_joblib == ["threadpoolctl"]  # joblib moved: numpy, scipy and scikit-learn stay laid out
+    small = [dist(f"pkg{i}", size=100_000 + i) for i in range(30)]
+    groups = group_dists(small + dists, room=12)  # buckets too: by their total size
+    sizes = [sum(d.size or 0 for d in g) for g in groups]
+    assert sizes == sorted(sizes, reverse=True)
 
 
 def test_room_shrinks_with_the_base_and_never_below_the_buckets():

@@ -8,6 +8,9 @@ of :data:`SIZE_LADDER` at which the layers fit) keep their own layer, and the sm
 :data:`BUCKETS` layers chosen by a hash of the source's name. A package's layer depends on its source's
 name and size and on the image's threshold only, never on other packages' versions: updating one
 source rebuilds its layer (or its bucket), adding a package moves no other.
+
+The layers go biggest first, as Python's do (:func:`lamina.python.layers.deploy_order`): a node lays out
+again every layer above a changed one, so small layers on top make a security update cheap to deploy.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ BUCKETS = 8
 
 
 def group_by_source(packages: Sequence[LockedPackage]) -> list[tuple[str, list[LockedPackage]]]:
-    """(description, packages) per layer: buckets first (by number), then the sources alone (by name)."""
+    """(description, packages) per layer, biggest first (then by description)."""
     sources: dict[str, list[LockedPackage]] = {}
     for p in sorted(packages, key=lambda p: p.name):
         sources.setdefault(source_of(p), []).append(p)
@@ -45,7 +48,7 @@ def group_by_source(packages: Sequence[LockedPackage]) -> list[tuple[str, list[L
         groups += alone
         if len(groups) <= DEBIAN_ROOM:
             break
-    return groups
+    return sorted(groups, key=lambda group: (-sum(p.size for p in group[1]), group[0]))
 
 
 def source_of(package: LockedPackage) -> str:

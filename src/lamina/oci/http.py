@@ -172,25 +172,40 @@ def _context(cafile: str | None, cert_file: str | None, cert_dir: str | None, ex
 
 
 class LazyTLSTransport(httpx.BaseTransport):
-    """One connection pool per URL scheme, made on first use: a client that only ever speaks plain HTTP
-    (a loopback registry) never loads a CA bundle, and one that does loads it once per process."""
+    """One connection pool per URL scheme and proxy, made on first use: a client that only ever speaks
+    plain HTTP (a loopback registry) never loads a CA bundle, and one that does loads it once per process.
 
-    def __init__(self, verify: bool | str, limits: httpx.Limits) -> None:
+    Proxies are read from the environment as curl and httpx read them (``https_proxy``, ``http_proxy``,
+    ``all_proxy``, ``no_proxy``; lower or upper case) and chosen per request."""
+
+    def __init__(self, verify: bool | str, limits: httpx.Limits, proxies: Mapping[str, str] | None = None) -> None:
         self._verify = verify
         self._limits = limits
-        self._pools: dict[str, httpx.HTTPTransport] = {}
+        self._proxies = dict(urllib.request.getproxies() if proxies is None else proxies)
+        self._pools: dict[tuple[str, str | None], httpx.HTTPTransport] = {}
         self._lock = threading.Lock()
 
-    def _pool(self, scheme: str) -> httpx.HTTPTransport:
+    def proxy_for(self, url: httpx.URL) -> str | None:
+        """The proxy a request to ``url`` goes through, if any (``no_proxy`` honoured)."""
+        proxy = self._proxies.get(url.scheme) or self._proxies.get("all")
+        if not proxy:
+            return None
+        host = f"{url.host}:{url.port}" if url.port else url.host
+        if urllib.request.proxy_bypass_environment(host, self._proxies):
+            return None
+        return proxy if "://" in proxy else f"http://{proxy}"
+
+    def _pool(self, scheme: str, proxy: str | None) -> httpx.HTTPTransport:
         with self._lock:
-            if scheme not in self._pools:
-                tls = scheme == "https" and self._verify
+            if (scheme, proxy) not in self._pools:
+                tls = (scheme == "https" or (proxy or "").startswith("https:")) and self._verify
                 context = ssl_context(self._verify if isinstance(self._verify, str) else None) if tls else False
-                self._pools[scheme] = httpx.HTTPTransport(verify=context, limits=self._limits)
-            return self._pools[scheme]
+                self._pools[scheme, proxy] = httpx.HTTPTransport(verify=context, limits=self._limits,
+                                                                 proxy=httpx.Proxy(proxy) if proxy else None)
+            return self._pools[scheme, proxy]
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self._pool(request.url.scheme).handle_request(request)
+        return self._pool(request.url.scheme, self.proxy_for(request.url)).handle_request(request)
 
     def close(self) -> None:
         with self._lock:
@@ -209,19 +224,17 @@ def make_client(
     transport: httpx.BaseTransport | None = None,
     event_hooks: Mapping[str, list[Callable[..., object]]] | None = None,
 ) -> httpx.Client:
-    """An ``httpx.Client`` as lamina uses it everywhere (``verify``: True, False or a CA bundle path)."""
+    """An ``httpx.Client`` as lamina uses it everywhere (``verify``: True, False or a CA bundle path).
+    Proxies and CA bundles are the transport's business (:class:`LazyTLSTransport`), so httpx is told not
+    to read the environment: it would make a TLS context for every proxy up front."""
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    # proxies from the environment get their own transports, made by httpx now: they need the context now
-    proxied = bool(urllib.request.getproxies())
-    context: ssl.SSLContext | bool = (
-        ssl_context(verify if isinstance(verify, str) else None) if verify and proxied else False)
     return httpx.Client(
         auth=auth,
         timeout=httpx.Timeout(timeout, connect=min(timeout, connect_timeout)),
         follow_redirects=True,
         limits=limits,
         transport=transport or LazyTLSTransport(verify, limits),
-        verify=context,
+        trust_env=False,
         event_hooks=dict(event_hooks or {}),
         headers={"User-Agent": user_agent()},
     )

@@ -233,6 +233,17 @@ def push_index(
     return PushReport(str(target), index.digest, outcomes, uploaded)
 
 
+def already_pushed(artifact: Image | Index, target: Reference, tags: Sequence[str],
+                   registries: Registries) -> PushReport | None:
+    """The report of a push with nothing to send when every tag already names ``artifact`` (one HEAD per
+    tag, no other request); else None."""
+    client = registries.client(target.registry)
+    media_type = artifact.media_type if isinstance(artifact, Index) else artifact.manifest.media_type
+    if not _tags_name(client, target.repository, list(tags or [target.identifier]), artifact.digest, media_type):
+        return None
+    return _nothing_to_send(client, target, artifact.digest, artifact.blobs())
+
+
 def _tags_name(client: RegistryClient, repo: str, tags: Sequence[str], digest: str, media_type: str) -> bool:
     """Whether every tag already names the document ``digest`` (then nothing is sent)."""
     return all(found is not None and found[0] == digest

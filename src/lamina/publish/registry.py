@@ -18,7 +18,7 @@ from lamina.errors import LaminaError
 from lamina.oci.layer import BuiltLayer
 from lamina.oci.model import Index
 from lamina.oci.reference import Reference
-from lamina.oci.remote import PushReport, Registries, push_image, push_index
+from lamina.oci.remote import PushReport, Registries, already_pushed, push_image, push_index
 from lamina.oci.store import BlobStore
 from lamina.publish.named import Named
 
@@ -114,6 +114,7 @@ def push(
     the blobs it uploaded during the build count as sent to their repository (and are reported so), and
     every image's layers are known to be somewhere on the registry already: the images are then pushed
     side by side (mounts and manifests are small requests; one at a time, they are a serial tail).
+    Without it, the images already pushed (every tag names them) are found side by side first.
     """
     holders: dict[str, dict[str, list[str]]] = {}  # registry → digest → repositories holding it
     sent = early.finish() if early is not None else {}
@@ -132,10 +133,13 @@ def push(
         with ThreadPoolExecutor(PARALLEL_IMAGES, thread_name_prefix="lamina-push-image") as pool:
             futures = [pool.submit(one, named, target, holders.get(target.registry, {})) for named, target in images]
             return [future.result() for future in futures]
+    with ThreadPoolExecutor(PARALLEL_IMAGES, thread_name_prefix="lamina-push-check") as pool:
+        settled = list(pool.map(lambda item: already_pushed(item[0].artifact, item[1], [item[1].identifier],
+                                                             registries), images))
     reports = []
-    for named, target in images:
+    for (named, target), report in zip(images, settled):
         known = holders.setdefault(target.registry, {})
-        reports.append(one(named, target, known))
+        reports.append(report or one(named, target, known))
         for image in named.images:
             for desc in image.blobs():
                 known.setdefault(desc.digest, []).append(target.repository)

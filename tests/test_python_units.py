@@ -162,6 +162,64 @@ def test_bytecode_does_not_depend_on_how_many_processes_compile_it(tmp_path, mon
     assert not any("tests" in name or "py2" in name for name in outputs[0])  # test suites skipped, py2 fails
 
 
+def test_compile_chunks_are_even_contiguous_and_from_the_list_alone():
+    from lamina.python.install import COMPILE_CHUNK, compile_chunks
+
+    for count in (1, COMPILE_CHUNK, COMPILE_CHUNK + 14, 3 * COMPILE_CHUNK - 1, 200):
+        files = [Path(f"m{i:03}.py") for i in range(count)]
+        chunks = compile_chunks(files)
+        assert [f for chunk in chunks for f in chunk] == files  # every file once, in order
+        sizes = [len(chunk) for chunk in chunks]
+        assert max(sizes) <= COMPILE_CHUNK and max(sizes) - min(sizes) <= 1
+        assert len(chunks) == -(-count // COMPILE_CHUNK)  # as few as will do
+    assert [len(c) for c in compile_chunks([Path(f"{i}.py") for i in range(COMPILE_CHUNK + 14)])] == \
+        [(COMPILE_CHUNK + 14) // 2] * 2
+
+
+def test_compile_servers_start_ahead_one_per_core_and_are_used(tmp_path):
+    """A build that will compile starts the servers while it plans; compiling then starts no other."""
+    if not TARGET.host_can_compile:
+        pytest.skip("the host Python is not 3.11")
+    import time
+
+    from lamina.oci.compress import workers
+    from lamina.python import install
+
+    install.stop_compile_servers()
+    install.warm_compile_servers()
+    deadline = time.monotonic() + 10
+    while len(install._started) < workers() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = list(install._started)
+    assert len(started) == workers() and all(server.poll() is None for server in started)
+    wheel = make_named_wheel(tmp_path, "alpha", 2 * install.COMPILE_CHUNK)
+    install_wheel(wheel, "alpha", TARGET, tmp_path / "stage", compile_bytecode=False)
+    install.compile_site_packages(tmp_path / "stage", TARGET)
+    assert install._started == started
+    site = tmp_path / "stage/opt/venv/lib/python3.11/site-packages"
+    assert len(list(site.rglob("*.pyc"))) == 2 * install.COMPILE_CHUNK
+
+
+def test_installer_processes_started_ahead_are_the_ones_used(tmp_path, monkeypatch):
+    """A build that will install big wheels starts their installer processes while it plans (one per
+    core at most); the installs then use those and start no other."""
+    from lamina.oci.compress import workers
+    from lamina.python import install
+
+    install.stop_installers()
+    install.warm_installers(workers() + 3)
+    started = list(install._all_installers)
+    assert len(started) == workers() and all(s.process.poll() is None for s in started)
+    install.warm_installers(1)  # already there: nothing more
+    assert install._all_installers == started
+    monkeypatch.setattr(install, "IN_PROCESS_BELOW", 0)  # every wheel counts as big
+    install.install_wheels([(make_wheel(tmp_path), "demo")], TARGET, tmp_path / "stage")
+    assert install._all_installers == started
+    assert (tmp_path / "stage/opt/venv/lib/python3.11/site-packages/demo/__init__.py").exists()
+    install.stop_installers()
+    assert all(s.process.poll() is not None for s in started)
+
+
 def test_a_layer_fetches_the_wheel_its_caller_did_not(tmp_path):
     """Downloads can happen in the layer jobs, overlapping other layers' work: a wheel not handed to
     PythonLayers is fetched (and verified) into the store by the layer that needs it."""

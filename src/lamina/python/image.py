@@ -24,6 +24,7 @@ from lamina.oci.layer import LayerSpec, cached_layer, input_key
 from lamina.oci.model import Image, Platform, env_of
 from lamina.oci.store import BlobStore
 from lamina.python.findings import ERROR, Finding, allows
+from lamina.python.install import IN_PROCESS_BELOW, warm_compile_servers, warm_installers
 from lamina.python.layers import LAYER_BUDGET, PythonLayers, check_budget, group_dists, room_for
 from lamina.python.requirements import DeclaredRequirement, hashed_lock, read_requirements
 from lamina.python.resolve import Indexes, LockedDist, inputs_fingerprint, resolve
@@ -239,6 +240,8 @@ class PythonSession:
         groups = group_dists(added, room_for(len(base.layers) if base else 0))
         check_budget(spec.name, len(base.layers) if base else 0, len(groups) + 1)
         needed = self._uncached(groups, target, media_type, mtime, uid, gid) if download else []
+        if needed:
+            _start_helpers(groups, needed, target)
 
         def count(_: LockedDist, size: int) -> None:
             prepared.downloaded += size
@@ -321,6 +324,16 @@ def _relative(path: Path, root: Path) -> str:
         return path.relative_to(root).as_posix()
     except ValueError:
         return str(path)
+
+
+def _start_helpers(groups: Sequence[Sequence[LockedDist]], needed: Sequence[LockedDist], target: PythonTarget) -> None:
+    """Start the helper processes the layers to build will use (an installer per big group, compile
+    servers) now: their interpreters start while the rest of the family plans and fetches."""
+    pending = set(needed)
+    big = [g for g in groups if not pending.isdisjoint(g) and sum(d.size or 0 for d in g) >= IN_PROCESS_BELOW]
+    warm_installers(len(big))
+    if target.host_can_compile:
+        warm_compile_servers()
 
 
 __all__ = ["LAYER_BUDGET", "PreparedPython", "PythonSession", "PythonState"]

@@ -202,6 +202,15 @@ def _install_slots() -> threading.BoundedSemaphore:
         return _slots
 
 
+def warm_installers(count: int) -> None:
+    """Start installer processes for ``count`` installs that will need one (at most one per core), now:
+    their interpreters start while the build still plans and fetches."""
+    with _installers_lock:
+        missing = min(count, workers()) - len(_all_installers)
+    for _ in range(missing):
+        _idle_installers.append(_InstallServer())
+
+
 def stop_installers() -> None:
     """End the installer processes (and wait for them, so that their CPU time counts as lamina's)."""
     with _installers_lock:
@@ -295,11 +304,39 @@ def compile_site_packages(staging: Path, target: PythonTarget) -> None:
                and not Path(importlib.util.cache_from_source(str(p))).exists()]
     if not sources:
         return
-    chunks = [sources[i : i + COMPILE_CHUNK] for i in range(0, len(sources), COMPILE_CHUNK)]
     compiled: dict[Path, tuple[str, int]] = {}
+    chunks = compile_chunks(sources)
     for result in _compilers().map(lambda chunk: _compile_chunk(chunk, staging), chunks):
         compiled.update(result)
     _add_to_record(root, compiled)
+
+
+def compile_chunks(sources: Sequence[Path]) -> list[Sequence[Path]]:
+    """``sources`` in as few contiguous chunks of at most :data:`COMPILE_CHUNK` files as will do, of even
+    sizes (46 files: 23 and 23, not 32 and 14, so two cores finish together); from the list alone."""
+    count = -(-len(sources) // COMPILE_CHUNK)
+    bounds = [len(sources) * i // count for i in range(count + 1)]
+    return [sources[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def warm_compile_servers() -> None:
+    """Start one compile server per core now, in the background: their interpreters start while the
+    build still plans, instead of when the first layer is ready to compile."""
+    with _compile_lock:
+        if _started:
+            return
+    pool = _compilers()
+    ready = threading.Barrier(workers())  # one server per compile thread: each waits for the others
+
+    def start() -> None:
+        _server()
+        try:
+            ready.wait(timeout=2)
+        except threading.BrokenBarrierError:
+            pass
+
+    for _ in range(workers()):
+        pool.submit(start)
 
 
 def _server() -> subprocess.Popen[str]:

@@ -49,8 +49,8 @@ ROOM = 40
 #: Layers kept free by :func:`room_for` for the images built on this one (their code, their own packages).
 RESERVE = 16
 #: Part of every Python layer's key: change it whenever what goes into a layer changes (v3: bytecode by
-#: compile servers; v4: in chunks of 32 files instead of 128: the same bytes for numpy's, scipy's and joblib's
-#: files, but which files share a process is part of what the bytes may depend on).
+#: compile servers; v4: in even chunks of at most 32 files instead of 128: the same bytes for scipy's and
+#: joblib's files, but which files share a process is part of what the bytes may depend on).
 LAYOUT_VERSION = "python-layer-v4"
 
 

@@ -31,6 +31,8 @@ from lamina.summary import build_summary
 
 if TYPE_CHECKING:
     from lamina.family import Family
+    from lamina.oci.cache import RemoteLayers
+    from lamina.oci.remote import PushReport
     from lamina.session import Session
     from lamina.supply.keys import PrivateKey
 
@@ -113,7 +115,6 @@ def run(args: argparse.Namespace) -> int:
         from lamina.cli import plan
 
         return plan.from_build(args)
-    console = output.console
     key = _signing_key(args)
     with open_session(args) as session:
         config, store = session.config, session.store
@@ -133,48 +134,63 @@ def run(args: argparse.Namespace) -> int:
             with early or contextlib.nullcontext():  # a build that fails stops its uploads
                 built = output.run_family(family, names, on_layer=early.layer_built if early else None)
                 named = session.named(family.products(built), tag)
-                if remote is not None and remote.hits and not args.no_check:
-                    seed_records(remote)  # what the reused layers' wheels provide, for the check
-                output.print_built(built)
-                findings = family.conflicts if args.no_check else family.check(built)
-                output.print_findings(findings)
-                if errors := output.error_count(findings):
-                    raise ServiceCheckFailed(f"lamina check found {errors} error(s): the images would fail at run time",
-                                             hint="fix them (each names the file and line)"
-                                             + ("" if args.no_check else ", or build with --no-check"))
-                if family.resolved:
-                    resolved = sorted(set(family.resolved))
-                    console.print(f"resolved packages of {', '.join(resolved)} into {family.lock.path.name}")
+                _check(args, family, built, remote)
                 if out is not None:
-                    started = time.monotonic()
-                    fetched = write_output(out, named, store, session.registries)
-                    extra = f", fetched {output.size(fetched)} of base layers" if fetched else ""
-                    console.print(f"wrote {out} in {time.monotonic() - started:.2f}s{extra}")
-                    if out.kind == "oci" and not args.no_sbom:
-                        _attach_to_layout(session, out.path, named, key)
-                reports = []
-                if args.push:
-                    targets = session.targets([n for n in named if not args.published_bases or n.name in names])
-                    with output.status("pushing…") as update:
-                        reports = push(targets, store, session.registries, early=early,
-                                       on_blob=lambda d, outcome: update(f"pushing: {outcome} {d[:19]}"))
-                    for report in reports:
-                        output.print_push(report)
-                    if not args.no_remote_cache:
-                        record_pushed(config, pushed_images(built, targets), store, session.registries, output.warn,
-                                      remote)
-                    if not args.no_sbom or key is not None:
-                        from lamina.supply.project import attach_and_sign
-
-                        with output.status("attaching SBOMs and provenance…"):
-                            signed = attach_and_sign(config, store, session.registries, targets, key)
-                        for s in signed:
-                            console.print(f"signed {s.digest[:19]}" + ("" if s.added else " (already signed with this key)"))
+                    _write(out, named, session, args, key)
+                reports = _publish(args, session, named, built, names, early, remote, key) if args.push else []
                 if args.report:
                     _write_report(Path(args.report), built, {n.name: n.tag for n in named}, session)
     if args.json:
         output.print_json(build_summary(built, out, reports, remote))
     return 0
+
+
+def _check(args: argparse.Namespace, family: Family, built: list, remote: RemoteLayers | None) -> None:
+    """Print what was built and what the checks found; fail on an error (before anything is published)."""
+    if remote is not None and remote.hits and not args.no_check:
+        seed_records(remote)  # what the reused layers' wheels provide, for the check
+    output.print_built(built)
+    findings = family.conflicts if args.no_check else family.check(built)
+    output.print_findings(findings)
+    if errors := output.error_count(findings):
+        raise ServiceCheckFailed(f"lamina check found {errors} error(s): the images would fail at run time",
+                                 hint="fix them (each names the file and line)"
+                                 + ("" if args.no_check else ", or build with --no-check"))
+    if family.resolved:
+        resolved = sorted(set(family.resolved))
+        output.console.print(f"resolved packages of {', '.join(resolved)} into {family.lock.path.name}")
+
+
+def _write(out: Output, named: list, session: Session, args: argparse.Namespace, key: PrivateKey | None) -> None:
+    """The images into the local output (an OCI layout or an archive), with SBOMs in a layout."""
+    started = time.monotonic()
+    fetched = write_output(out, named, session.store, session.registries)
+    extra = f", fetched {output.size(fetched)} of base layers" if fetched else ""
+    output.console.print(f"wrote {out} in {time.monotonic() - started:.2f}s{extra}")
+    if out.kind == "oci" and not args.no_sbom:
+        _attach_to_layout(session, out.path, named, key)
+
+
+def _publish(args: argparse.Namespace, session: Session, named: list, built: list, names: Sequence[str],
+             early: EarlyUploads | None, remote: RemoteLayers | None, key: PrivateKey | None) -> list[PushReport]:
+    """Push the images, record their layers in the registry cache, attach SBOMs and signatures."""
+    config, store = session.config, session.store
+    targets = session.targets([n for n in named if not args.published_bases or n.name in names])
+    with output.status("pushing…") as update:
+        reports = push(targets, store, session.registries, early=early,
+                       on_blob=lambda d, outcome: update(f"pushing: {outcome} {d[:19]}"))
+    for report in reports:
+        output.print_push(report)
+    if not args.no_remote_cache:
+        record_pushed(config, pushed_images(built, targets), store, session.registries, output.warn, remote)
+    if not args.no_sbom or key is not None:
+        from lamina.supply.project import attach_and_sign
+
+        with output.status("attaching SBOMs and provenance…"):
+            signed = attach_and_sign(config, store, session.registries, targets, key)
+        for s in signed:
+            output.console.print(f"signed {s.digest[:19]}" + ("" if s.added else " (already signed with this key)"))
+    return reports
 
 
 def _early_uploads(session: Session, family: Family, names: Sequence[str], tag: str | None) -> EarlyUploads:

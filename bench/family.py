@@ -37,6 +37,7 @@ Writes bench/results/family-PROFILE.md and .json. Nothing here is asserted: the 
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -252,6 +253,9 @@ class Bench:
     # -- setup ----------------------------------------------------------------------------------
 
     def lamina(self, *args: str, store: Path, check: bool = True) -> Sample:
+        # lamina as installed: `pip install` byte-compiles a package, and setup() compiled this checkout's
+        # sources (an editable install has no bytecode where PYTHONDONTWRITEBYTECODE is set, as on these
+        # machines, and would compile lamina's sources on every start and in every installer process)
         env = {"LAMINA_STORE": str(store), "PYTHONPATH": str(ROOT / "src"), "NO_PROXY": "127.0.0.1,localhost"}
         return timed([sys.executable, "-m", "lamina", *args], cwd=self.project, env=env, log=self.log)
 
@@ -259,6 +263,7 @@ class Bench:
         """The project, its wheelhouse and lock (kept in the workdir: a later run with the same --workdir
         starts from them), then fresh registries holding the Python base."""
         print(f"workdir {self.work}", flush=True)
+        compileall.compile_dir(ROOT / "src" / "lamina", quiet=1)  # see lamina(): lamina as pip installs it
         self.config = self.project / self.config_name
         prepared = self.work / "prepared.toml"
         if prepared.exists():  # a workdir a --setup-only run (or an earlier run) prepared

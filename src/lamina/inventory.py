@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 Kind = Literal["deb", "python", "files"]
@@ -50,12 +50,17 @@ class Component:
         return (self.kind, self.name)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in ("", 0)}
+        # the fields by hand, not dataclasses.asdict: a family's inventories hold thousands of these, and
+        # asdict deep-copies every value
+        return {k: v for k in _COMPONENT_FIELDS if (v := getattr(self, k)) not in ("", 0)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Component:
         known = {f: data[f] for f in cls.__dataclass_fields__ if f in data}
         return cls(**known)
+
+
+_COMPONENT_FIELDS = tuple(f.name for f in fields(Component))
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,70 @@ def test_wheel_installs_into_the_venv_with_image_shebangs_and_record(tmp_path):
         assert "demo/__pycache__/__init__.cpython-311.pyc," in record
 
 
+def test_an_install_inflates_each_member_once_and_checks_it_against_record(tmp_path, monkeypatch):
+    """RECORD's hashes are compared with what installer hashed while writing: no member is read twice
+    (before, the check inflated and hashed every member, and installer did it all again)."""
+    import zipfile
+    from collections import Counter
+
+    from lamina.python.safety import WheelRecordError
+
+    opened: Counter[str] = Counter()
+    real_open = zipfile.ZipFile.open
+
+    def counting_open(self, name, mode="r", *args, **kwargs):  # noqa: ANN001, ANN202
+        if mode == "r":
+            opened[name.filename if isinstance(name, zipfile.ZipInfo) else name] += 1
+        return real_open(self, name, mode, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", counting_open)
+    payload = b"x" * 300_000
+    wheel = write_wheel(tmp_path / "demo-1.0-py3-none-any.whl", {
+        "demo/__init__.py": "VALUE = 1\n", "demo/big.bin": payload,
+        "demo-1.0.data/scripts/tool": "#!python\nprint('tool')\n",  # rewritten by installer: checked from the wheel
+        "demo-1.0.data/data/share/demo.txt": "shared\n",
+    })
+    install_wheel(wheel, "demo", TARGET, tmp_path / "stage", compile_bytecode=False)
+    assert opened["demo/big.bin"] == 1 and opened["demo/__init__.py"] == 1
+    assert opened["demo-1.0.data/data/share/demo.txt"] == 1
+    assert (tmp_path / "stage/opt/venv/share/demo.txt").read_text() == "shared\n"
+
+    # a changed member, in the root scheme, a .data scheme or the scripts, is refused, naming it
+    for member in ("demo/big.bin", "demo-1.0.data/data/share/demo.txt", "demo-1.0.data/scripts/tool"):
+        files = {"demo/__init__.py": "VALUE = 1\n", "demo/big.bin": payload, "demo-1.0.data/data/share/demo.txt": "shared\n",
+                 "demo-1.0.data/scripts/tool": "#!python\nprint('tool')\n"}
+        good = write_wheel(tmp_path / "good.whl", files)
+        with zipfile.ZipFile(good) as zf:
+            record = zf.read("demo-1.0.dist-info/RECORD").decode()
+        files[member] = (files[member].encode() if isinstance(files[member], str) else files[member])[:-1] + b"!"
+        folder = tmp_path / member.replace("/", "_")
+        folder.mkdir()
+        bad = write_wheel(folder / "demo-1.0-py3-none-any.whl", files, record=record)
+        with pytest.raises(WheelRecordError, match=f"{member!r} does not match its RECORD hash"):
+            install_wheel(bad, "demo", TARGET, folder / "stage", compile_bytecode=False)
+
+
+def test_a_record_in_hex_and_a_wrong_size_are_judged_on_what_was_written(tmp_path):
+    import hashlib
+
+    from lamina.python.safety import WheelRecordError
+
+    data = b"VALUE = 1\n"
+    meta = {"demo-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n",
+            "demo-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    from helpers import record_line
+    head = "".join(record_line(k, v) for k, v in meta.items())
+    hex_record = head + f"demo/__init__.py,sha256={hashlib.sha256(data).hexdigest()},{len(data)}\ndemo-1.0.dist-info/RECORD,,\n"
+    (tmp_path / "hex").mkdir()
+    wheel = write_wheel(tmp_path / "hex/demo-1.0-py3-none-any.whl", {"demo/__init__.py": data}, record=hex_record)
+    install_wheel(wheel, "demo", TARGET, tmp_path / "s1", compile_bytecode=False)  # gmsh's hex RECORD: accepted
+    sized = head + record_line("demo/__init__.py", data).replace(f",{len(data)}\n", ",99\n") + "demo-1.0.dist-info/RECORD,,\n"
+    (tmp_path / "size").mkdir()
+    wheel = write_wheel(tmp_path / "size/demo-1.0-py3-none-any.whl", {"demo/__init__.py": data}, record=sized)
+    with pytest.raises(WheelRecordError, match="RECORD says 99"):
+        install_wheel(wheel, "demo", TARGET, tmp_path / "s2", compile_bytecode=False)
+
+
 def test_bytecode_is_the_same_whatever_the_file_times(tmp_path):
     if not TARGET.host_can_compile:
         pytest.skip("the host Python is not 3.11")

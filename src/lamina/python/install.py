@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import csv
+import functools
 import importlib.util
 import io
 import os
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
@@ -30,7 +31,7 @@ from lamina.errors import LaminaError
 from lamina.oci.compress import workers
 from lamina.oci.files import disk_error
 from lamina.oci.tar import Entry, tree_entries
-from lamina.python.safety import check_staged, check_wheel
+from lamina.python.safety import Listed, Written, check_staged, check_wheel, check_written
 from lamina.python.target import PythonTarget
 
 INSTALLER_NAME = b"lamina\n"
@@ -50,26 +51,23 @@ def install_wheel(wheel: Path, name: str, target: PythonTarget, staging: Path, *
     """Install ``wheel`` under ``staging`` as if ``staging`` were the image's root (and, when asked,
     compile what it added: see :func:`compile_site_packages`).
 
-    The wheel is checked first (:func:`lamina.python.safety.check_wheel`: member paths and kinds, RECORD
-    against the files) and what was staged after: path safety is lamina's own, whatever installer does.
+    The wheel is checked first (:func:`lamina.python.safety.check_wheel`: member paths and kinds, RECORD's
+    entries), the files installer wrote against RECORD's hashes and sizes before it finishes
+    (:func:`~lamina.python.safety.check_written`: each member is inflated and hashed once), and what was
+    staged after: path safety is lamina's own, whatever installer does.
     """
     # installer is imported here: in lamina's own process only installer processes and tests call this
     from installer import install
-    from installer.destinations import SchemeDictionaryDestination
     from installer.sources import WheelFile
 
-    check_wheel(wheel, wheel.name)
-    destination = SchemeDictionaryDestination(
-        scheme_dict=_scheme(target, name),
-        interpreter=target.venv_python,
-        script_kind="posix",
-        destdir=str(staging),
-        bytecode_optimization_levels=(),
-    )
+    listed = check_wheel(wheel, wheel.name, contents=False)  # the contents: as installer writes them
     try:
         with WheelFile.open(wheel) as source, warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # installer skips __pycache__ files of bad wheels
+            destination = _checking_destination(wheel, listed, source.data_dir, target, name, staging)
             install(source=source, destination=destination, additional_metadata={"INSTALLER": INSTALLER_NAME})
+    except LaminaError:
+        raise
     except OSError as e:
         if (full := disk_error(e, staging)) is not None:
             raise full from None
@@ -79,6 +77,34 @@ def install_wheel(wheel: Path, name: str, target: PythonTarget, staging: Path, *
     check_staged(staging, target.venv, wheel.name)
     if compile_bytecode:
         compile_site_packages(staging, target)
+
+
+def _checking_destination(wheel: Path, listed: Listed, data_dir: str, target: PythonTarget, name: str,
+                          staging: Path) -> object:
+    """installer's destination for ``staging``, checking the files it wrote against the wheel's RECORD
+    (:func:`lamina.python.safety.check_written`) before it writes the installed RECORD: each member is
+    inflated and hashed once, by installer."""
+    destination = _checking_class()(scheme_dict=_scheme(target, name), interpreter=target.venv_python,
+                                    script_kind="posix", destdir=str(staging), bytecode_optimization_levels=())
+    destination.check = lambda root, written: check_written(wheel, wheel.name, listed, written, root_scheme=root,
+                                                            data_dir=data_dir)
+    return destination
+
+
+@functools.cache
+def _checking_class() -> type:
+    from installer.destinations import SchemeDictionaryDestination
+
+    class CheckingDestination(SchemeDictionaryDestination):
+        check: Callable[[str, list[Written]], None]
+
+        def finalize_installation(self, scheme, record_file_path, records):  # noqa: ANN001, ANN202
+            records = list(records)
+            self.check(str(scheme), [(str(s), r.path, r.hash_.name, r.hash_.value, r.size or 0)
+                                     for s, r in records if r.hash_ is not None])
+            return super().finalize_installation(scheme, record_file_path, records)
+
+    return CheckingDestination
 
 
 #: Wheels smaller than this (together) are installed in lamina's own process: starting an installer

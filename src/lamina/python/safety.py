@@ -9,7 +9,10 @@ host): lamina refuses, naming the wheel and the member,
 * a RECORD that does not match the files: a file missing from RECORD or without a hash, a hash or size
   that differs, an entry naming no file, a hash algorithm weaker than sha256.
 
-After installing, :func:`check_staged` checks that everything landed under the venv.
+An install reads each member once: :func:`check_wheel` with ``contents=False`` checks names, kinds and
+RECORD's entries before anything is written, and :func:`check_written` then compares the hashes and sizes
+installer computed while writing each file with RECORD's (a mismatch fails the install; its staging tree is
+discarded). After installing, :func:`check_staged` checks that everything landed under the venv.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import hashlib
 import io
 import os
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from lamina.errors import UnsafePathError
@@ -35,16 +39,48 @@ class WheelRecordError(UnsafePathError):
     """A wheel's RECORD does not describe its files."""
 
 
-def check_wheel(path: Path, filename: str) -> None:
-    """Refuse ``path`` (a wheel named ``filename``) unless every member is safe and RECORD matches."""
+#: zip member name → (its hash and size as RECORD writes them), for every file RECORD hashes.
+Listed = dict[str, tuple[str, str]]
+#: A file as installer wrote it: (scheme, path in the scheme, hash algorithm, urlsafe-base64 hash, size).
+Written = tuple[str, str, str, str, int]
+
+
+def check_wheel(path: Path, filename: str, *, contents: bool = True) -> Listed:
+    """Refuse ``path`` (a wheel named ``filename``) unless every member is safe and RECORD matches; returns
+    RECORD's hashed entries. ``contents=False`` checks RECORD's entries but leaves the files' hashes and
+    sizes to :func:`check_written` (an install compares them with what installer hashed while writing,
+    instead of inflating every member twice)."""
     try:
         with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-            names = _check_members(infos, filename)
-            _check_record(zf, infos, names, filename)
+            names = _check_members(zf.infolist(), filename)
+            return _check_record(zf, names, filename, contents=contents)
     except zipfile.BadZipFile as e:
         raise UnsafePathError(f"{filename} is not a valid wheel (zip): {e}",
                               hint="the file is corrupt; run `lamina store verify --delete` and build again") from None
+
+
+def check_written(path: Path, filename: str, listed: Listed, written: Iterable[Written], *, root_scheme: str,
+                  data_dir: str) -> None:
+    """Compare the files an install wrote with RECORD (``listed``, from :func:`check_wheel`). ``data_dir``
+    (the wheel's ``NAME-VERSION.data``) maps RECORD's ``.data/<scheme>/`` entries to their scheme. Files
+    whose written bytes are not the wheel's (scripts: installer rewrites a ``#!python`` line), files RECORD
+    hashes with another algorithm, and files installer did not write (``__pycache__``) are checked against
+    the wheel itself."""
+    by_place = {(scheme, rel): (algorithm, value, size) for scheme, rel, algorithm, value, size in written}
+    from_wheel = []
+    for name, (hash_text, size_text) in listed.items():
+        scheme, rel = root_scheme, name
+        if name.startswith(data_dir + "/"):
+            scheme, _, rel = name[len(data_dir) + 1:].partition("/")
+        found = by_place.get((scheme, rel)) if scheme != "scripts" else None
+        if found is None or found[0] != hash_text.partition("=")[0]:
+            from_wheel.append(name)
+        else:
+            _compare(name, hash_text, size_text, found[1], found[2], filename)
+    if from_wheel:
+        with zipfile.ZipFile(path) as zf:
+            for name in from_wheel:
+                _check_hash(zf, zf.getinfo(name), name, *listed[name], filename)
 
 
 def _check_members(infos: list[zipfile.ZipInfo], filename: str) -> dict[str, zipfile.ZipInfo]:
@@ -67,8 +103,8 @@ def _check_members(infos: list[zipfile.ZipInfo], filename: str) -> dict[str, zip
     return names
 
 
-def _check_record(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], names: dict[str, zipfile.ZipInfo],
-                  filename: str) -> None:
+def _check_record(zf: zipfile.ZipFile, names: dict[str, zipfile.ZipInfo], filename: str, *,
+                  contents: bool) -> Listed:
     records = [n for n in names if n.count("/") == 1 and n.endswith(".dist-info/RECORD")]
     if len(records) != 1:
         raise WheelRecordError(f"{filename}: expected one .dist-info/RECORD, found {len(records)}",
@@ -82,6 +118,7 @@ def _check_record(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], names: dict
             continue  # a directory listed by some tools: nothing to check
         name = member_path(row[0], source=f"{filename} RECORD", what="entry")
         listed[name] = (row[1] if len(row) > 1 else "", row[2] if len(row) > 2 else "")
+    hashed: Listed = {}
     for name, info in names.items():
         if info.is_dir():
             continue
@@ -91,15 +128,18 @@ def _check_record(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], names: dict
         hash_text, size_text = listed[name]
         if name.endswith(UNHASHED):
             continue
-        _check_hash(zf, info, name, hash_text, size_text, filename)
+        _check_algorithm(name, hash_text, filename)
+        hashed[info.filename] = (hash_text, size_text)
+        if contents:
+            _check_hash(zf, info, name, hash_text, size_text, filename)
     for name in listed:
         if name not in names:
             raise WheelRecordError(f"{filename}: RECORD lists {name!r}, which the wheel does not contain",
                                    hint="the wheel was altered after it was built")
+    return hashed
 
 
-def _check_hash(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, hash_text: str, size_text: str,
-                filename: str) -> None:
+def _check_algorithm(name: str, hash_text: str, filename: str) -> None:
     algorithm, _, expected = hash_text.partition("=")
     if not expected:
         raise WheelRecordError(f"{filename}: RECORD has no hash for {name!r}",
@@ -107,15 +147,25 @@ def _check_hash(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, hash_text
     if algorithm not in STRONG_HASHES:
         raise WheelRecordError(f"{filename}: RECORD hashes {name!r} with {algorithm!r}",
                                hint="wheels must use sha256 or stronger (PEP 427)")
-    digest = hashlib.new(algorithm)
+
+
+def _check_hash(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, hash_text: str, size_text: str,
+                filename: str) -> None:
+    digest = hashlib.new(hash_text.partition("=")[0])
     size = 0
     with zf.open(info) as member:
         while block := member.read(1 << 20):
             digest.update(block)
             size += len(block)
-    actual = base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+    _compare(name, hash_text, size_text, base64.urlsafe_b64encode(digest.digest()).decode(), size, filename)
+
+
+def _compare(name: str, hash_text: str, size_text: str, actual: str, size: int, filename: str) -> None:
+    """``actual`` (urlsafe base64) and ``size`` against RECORD's ``hash_text`` and ``size_text``."""
+    expected = hash_text.partition("=")[2].rstrip("=")
+    actual = actual.rstrip("=")
     # PEP 376 says urlsafe base64; a few wheels on PyPI (gmsh) write hex. Either way the bytes must match.
-    if actual != expected.rstrip("=") and digest.hexdigest() != expected.lower():
+    if actual != expected and base64.urlsafe_b64decode(actual + "=" * (-len(actual) % 4)).hex() != expected.lower():
         raise WheelRecordError(f"{filename}: {name!r} does not match its RECORD hash",
                                hint="the wheel was altered after it was built; do not install it")
     if size_text and size_text.strip() != str(size):

@@ -97,6 +97,19 @@ def record_line(name: str, data: bytes) -> str:
     return f"{name},sha256={digest},{len(data)}\n"
 
 
+def wheel_metadata(name: str, version: str = "1.0") -> dict[str, bytes]:
+    """The METADATA and WHEEL members :func:`write_wheel` adds."""
+    info_dir = f"{name}-{version}.dist-info"
+    return {f"{info_dir}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+            f"{info_dir}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+
+
+def record_with(rows: str, name: str, version: str = "1.0") -> str:
+    """A RECORD for :func:`write_wheel`: its METADATA and WHEEL rows, ``rows`` (whole lines), RECORD's own."""
+    meta = "".join(record_line(member, data) for member, data in wheel_metadata(name, version).items())
+    return f"{meta}{rows}{name}-{version}.dist-info/RECORD,,\n"
+
+
 def write_wheel(path: Path, files: dict[str, str | bytes], *, name: str = "demo", version: str = "1.0",
                 record: str | None = None, modes: dict[str, int] | None = None) -> Path:
     """A wheel at ``path`` holding ``files`` plus METADATA, WHEEL and a RECORD that matches them (unless
@@ -105,9 +118,8 @@ def write_wheel(path: Path, files: dict[str, str | bytes], *, name: str = "demo"
 
     info_dir = f"{name}-{version}.dist-info"
     members = {k: v.encode() if isinstance(v, str) else v for k, v in files.items()}
-    members.setdefault(f"{info_dir}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode())
-    members.setdefault(f"{info_dir}/WHEEL",
-                       b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+    for member, data in wheel_metadata(name, version).items():
+        members.setdefault(member, data)
     text = record if record is not None else (
         "".join(record_line(k, v) for k, v in members.items()) + f"{info_dir}/RECORD,,\n")
     with zipfile.ZipFile(path, "w") as zf:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import assert_one_line_error, record_line, run_lamina, wheels_project, write_wheel
+from helpers import (assert_one_line_error, record_line, record_with, run_lamina, wheel_metadata, wheels_project,
+                     write_wheel)
 from lamina.errors import UnsafePathError
 from lamina.python.safety import check_wheel
 
@@ -79,9 +80,7 @@ CASES = list(hostile(Path("/x"), Path("/x")))
 def _fill_record(files: dict, record: str | None) -> str | None:
     if record is None:
         return None
-    meta = {"evil-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n",
-            "evil-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
-    return "".join(record_line(n, d) for n, d in meta.items()) + record
+    return "".join(record_line(n, d) for n, d in wheel_metadata("evil").items()) + record
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -174,10 +173,7 @@ def test_the_installer_release_and_the_layer_format_are_part_of_the_layer_keys(t
 def test_a_record_with_hex_hashes_is_accepted_when_the_bytes_match(tmp_path):
     """A few wheels on PyPI (gmsh) write hex instead of base64: the content still has to hash to it."""
     code = b"VALUE = 1\n"
-    meta = {"hexy-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: hexy\nVersion: 1.0\n",
-            "hexy-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
-    record = "".join(record_line(n, d) for n, d in meta.items())
-    good = record + f"hexy.py,sha256={hashlib.sha256(code).hexdigest()},{len(code)}\nhexy-1.0.dist-info/RECORD,,\n"
+    good = record_with(f"hexy.py,sha256={hashlib.sha256(code).hexdigest()},{len(code)}\n", "hexy")
     wheel = write_wheel(tmp_path / "hexy-1.0-py3-none-any.whl", {"hexy.py": code}, name="hexy", record=good)
     check_wheel(wheel, wheel.name)
     bad = good.replace(hashlib.sha256(code).hexdigest(), hashlib.sha256(b"other").hexdigest())

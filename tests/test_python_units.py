@@ -15,7 +15,7 @@ from lamina.python.requirements import read_requirements
 from lamina.python.resolve import LockedDist, parse_pylock
 from lamina.python.target import PythonTarget
 from lamina.python.venv import venv_entries
-from helpers import write_wheel
+from helpers import record_line, record_with, write_wheel
 
 TARGET = PythonTarget("3.11.2", "/usr/bin/python3.11", Platform())
 
@@ -165,15 +165,11 @@ def test_a_record_in_hex_and_a_wrong_size_are_judged_on_what_was_written(tmp_pat
     from lamina.python.safety import WheelRecordError
 
     data = b"VALUE = 1\n"
-    meta = {"demo-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n",
-            "demo-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
-    from helpers import record_line
-    head = "".join(record_line(k, v) for k, v in meta.items())
-    hex_record = head + f"demo/__init__.py,sha256={hashlib.sha256(data).hexdigest()},{len(data)}\ndemo-1.0.dist-info/RECORD,,\n"
+    hex_record = record_with(f"demo/__init__.py,sha256={hashlib.sha256(data).hexdigest()},{len(data)}\n", "demo")
     (tmp_path / "hex").mkdir()
     wheel = write_wheel(tmp_path / "hex/demo-1.0-py3-none-any.whl", {"demo/__init__.py": data}, record=hex_record)
     install_wheel(wheel, "demo", TARGET, tmp_path / "s1", compile_bytecode=False)  # gmsh's hex RECORD: accepted
-    sized = head + record_line("demo/__init__.py", data).replace(f",{len(data)}\n", ",99\n") + "demo-1.0.dist-info/RECORD,,\n"
+    sized = record_with(record_line("demo/__init__.py", data).replace(f",{len(data)}\n", ",99\n"), "demo")
     (tmp_path / "size").mkdir()
     wheel = write_wheel(tmp_path / "size/demo-1.0-py3-none-any.whl", {"demo/__init__.py": data}, record=sized)
     with pytest.raises(WheelRecordError, match="RECORD says 99"):

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 import httpx
 
 from lamina.errors import CertificateError, DigestMismatchError, DownloadError
+from lamina.oci.pool import hold_assigned
 
 if TYPE_CHECKING:
     from lamina.oci.store import BlobStore
@@ -200,8 +201,8 @@ class LazyTLSTransport(httpx.BaseTransport):
             if (scheme, proxy) not in self._pools:
                 tls = (scheme == "https" or (proxy or "").startswith("https:")) and self._verify
                 context = ssl_context(self._verify if isinstance(self._verify, str) else None) if tls else False
-                self._pools[scheme, proxy] = httpx.HTTPTransport(verify=context, limits=self._limits,
-                                                                 proxy=httpx.Proxy(proxy) if proxy else None)
+                self._pools[scheme, proxy] = hold_assigned(httpx.HTTPTransport(
+                    verify=context, limits=self._limits, proxy=httpx.Proxy(proxy) if proxy else None))
             return self._pools[scheme, proxy]
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:

@@ -40,22 +40,18 @@ class _HoldAssigned:
     _max_keepalive_connections: int
 
     def _assign_requests_to_connections(self) -> list[Any]:
-        held = {id(request.connection) for request in self._requests if request.connection is not None}
-        everyone = self._connections
-        kept = [connection for connection in everyone if id(connection) in held]
+        held = {request.connection for request in self._requests if request.connection is not None}
+        kept = [connection for connection in self._connections if connection in held]
         if not kept:
             return super()._assign_requests_to_connections()  # type: ignore[misc]
         limits = self._max_connections, self._max_keepalive_connections
-        self._connections = [connection for connection in everyone if id(connection) not in held]
+        self._connections = [connection for connection in self._connections if connection not in held]
         self._max_connections -= len(kept)
         self._max_keepalive_connections -= len(kept)
         try:
             return super()._assign_requests_to_connections()  # type: ignore[misc]
         finally:
-            left = self._connections
-            staying = {id(connection) for connection in left} | held
-            before = {id(connection) for connection in everyone}
-            self._connections = [c for c in everyone if id(c) in staying] + [c for c in left if id(c) not in before]
+            self._connections = kept + self._connections  # what the pass kept or made, after the held ones
             self._max_connections, self._max_keepalive_connections = limits
 
 

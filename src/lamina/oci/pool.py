@@ -42,8 +42,6 @@ class _HoldAssigned:
     def _assign_requests_to_connections(self) -> list[Any]:
         held = {request.connection for request in self._requests if request.connection is not None}
         kept = [connection for connection in self._connections if connection in held]
-        if not kept:
-            return super()._assign_requests_to_connections()  # type: ignore[misc]
         limits = self._max_connections, self._max_keepalive_connections
         self._connections = [connection for connection in self._connections if connection not in held]
         self._max_connections -= len(kept)

@@ -515,6 +515,7 @@ class Bench:
                     self.reset_node(tool)
                 if self.args.pull:
                     sample.pull_s, sample.pulled = self.pull(tool)
+                self.prune(tool)
                 by_tool[tool].samples.append(sample)
                 print(f"{scenario:5} {tool:8} run {n + 1}: {sample.wall:7.1f}s wall, {sample.cpu:7.1f}s CPU, "
                       f"{sample.rss_mb} MB RSS, {sample.uploaded / 1e6:.1f} MB uploaded; pull {sample.pull_s:.1f}s "
@@ -556,6 +557,23 @@ class Bench:
             buildah = ["buildah", "--root", str(root / "root"), "--runroot", str(root / "run"), *PODMAN_LIKE]
             subprocess.run([*buildah, "rm", "--all"], capture_output=True)
             subprocess.run([*buildah, "rmi", "--all", "--force"], capture_output=True)
+
+    def prune(self, tool: str) -> None:
+        """Untimed, after each build and pull: remove from the peer's storage and from the node's the images
+        the change superseded (no tag reaches them, no image is built on them), so that runs which rebuild
+        whole stacks fit the disk. What a later build can reuse stays: every step of every tagged image.
+        (The Dockerfiles are single-stage, so no other untagged image is a step cache.) lamina's store keeps
+        everything: its superseded layers are small, and it reuses none of them either."""
+        node = self.work / f"node-{tool}"
+        stores = [("podman", node, PODMAN)] if node.exists() else []
+        if tool != "lamina":
+            stores.append(("buildah", self.work / f"buildah-{tool}", PODMAN_LIKE))
+        for program, root, flags in stores:
+            command = [program, "--root", str(root / "root"), "--runroot", str(root / "run"), *flags]
+            prune = [*command, "image", "prune", "--force"] if program == "podman" else [*command, "rmi", "--prune"]
+            result = subprocess.run(prune, capture_output=True, text=True)
+            if result.returncode != 0:
+                print(f"pruning {root.name}: {result.stderr.strip()[-300:]}", flush=True)
 
     def reset(self, tool: str, cache: Path) -> None:
         """Empty build caches, and a registry holding only the Python base."""

@@ -6,7 +6,8 @@ For every Python layer the family's lock asks for (the images lamina builds on t
 one at a time and in one thread, so each stage's CPU time is its own:
 
 - fetch: the wheel copied into a fresh store and its sha256 checked (from a local wheelhouse);
-- install: pypa installer unpacking the wheel into a staging tree (hashing each file for RECORD);
+- install: pypa installer unpacking the wheel into a staging tree (hashing each file for RECORD), with
+  ISA-L's inflate, as lamina's installer processes unzip;
 - compile: lamina's compile servers and the processes they fork (child CPU time);
 - tar + sha256: the layer tar streamed through sha256 (the diff_id), reading every staged file;
 - gzip (ISA-L 2) / gzip-small (zlib-ng 6) / zstd 3: compressing that tar, one thread.
@@ -39,7 +40,7 @@ from lamina.oci.digest import DigestWriter  # noqa: E402
 from lamina.oci.model import Platform  # noqa: E402
 from lamina.oci.store import BlobStore  # noqa: E402
 from lamina.oci.tar import tar_chunks  # noqa: E402
-from lamina.python.install import compile_site_packages, install_wheel, staged_entries  # noqa: E402
+from lamina.python.install import IsalInflate, compile_site_packages, install_wheel, staged_entries  # noqa: E402
 from lamina.python.layers import group_dists  # noqa: E402
 from lamina.python.resolve import LockedDist  # noqa: E402
 from lamina.python.target import PythonTarget  # noqa: E402
@@ -66,6 +67,9 @@ def children_cpu() -> float:
 
 def measure(lock_path: Path, scratch: Path) -> tuple[dict[str, float], int, int]:
     """CPU seconds per stage over every distinct Python layer of the lock; (stages, layers, tar bytes)."""
+    import zipfile
+
+    zipfile.zlib = IsalInflate()  # type: ignore[assignment]  # as in lamina's installer processes
     data = Lock.load(lock_path).data
     target = PythonTarget("3.11.2", "/usr/bin/python3.11", Platform())
     store = BlobStore(scratch / "store")

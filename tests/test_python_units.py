@@ -377,3 +377,89 @@ def test_installer_processes_install_as_lamina_does_and_send_errors_back(tmp_pat
     with pytest.raises(LaminaError, match="demo-1.0-py3-none-any.whl"):
         install.install_wheels([(bad, "demo")], TARGET, tmp_path / "stage2")
     install.stop_installers()
+
+
+def deflated(wheel: Path, out: Path) -> Path:
+    """``wheel`` with every member deflated (the helpers write stored members, as tests need nothing else)."""
+    import zipfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            item.compress_type = zipfile.ZIP_DEFLATED
+            dst.writestr(item, data)
+    return out
+
+
+def test_isal_inflate_reads_what_zlib_reads_in_any_pieces(tmp_path, monkeypatch):
+    """Installer processes unzip with ISA-L's inflate (:class:`IsalInflate`): the same bytes as zlib's,
+    read whole or in small pieces (zipfile asks for at most N bytes at a time, and keeps the rest)."""
+    import random
+    import zipfile
+
+    from isal import isal_zlib
+
+    from lamina.python.install import IsalInflate
+
+    rng = random.Random(7)
+    big = "".join(f"def f{i}(x):\n    return x * {rng.randrange(10**6)}\n" for i in range(120_000)).encode()
+    path = tmp_path / "w.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("big.py", big)
+        zf.writestr("empty.py", b"")
+    monkeypatch.setattr(zipfile, "zlib", IsalInflate())
+    assert isinstance(zipfile.zlib.decompressobj(-15), type(isal_zlib.decompressobj(-15)))
+    assert zipfile.zlib.Z_DEFAULT_COMPRESSION == -1  # the rest is zlib's
+    with zipfile.ZipFile(path) as zf:
+        assert zf.read("big.py") == big and zf.read("empty.py") == b""
+        with zf.open("big.py") as member:
+            pieces = iter(lambda: member.read(rng.choice([1, 100, 4096, 65536])), b"")
+            assert b"".join(pieces) == big
+
+
+def test_an_installer_process_writes_a_deflated_wheel_as_lamina_s_process_does(tmp_path, monkeypatch):
+    """The same tree, byte for byte, from an installer process (ISA-L's inflate) and from lamina's own."""
+    from lamina.python import install
+
+    wheel = deflated(make_wheel(tmp_path), tmp_path / "deflated" / "demo-1.0-py3-none-any.whl")
+    trees = []
+    for below in (1 << 30, 0):
+        monkeypatch.setattr(install, "IN_PROCESS_BELOW", below)
+        staging = tmp_path / f"stage-{below}"
+        install.install_wheels([(wheel, "demo")], TARGET, staging)
+        trees.append({p.relative_to(staging).as_posix(): p.read_bytes() for p in sorted(staging.rglob("*"))
+                      if p.is_file()})
+    install.stop_installers()
+    assert trees[0] == trees[1] and "opt/venv/lib/python3.11/site-packages/demo/__init__.py" in trees[0]
+
+
+@pytest.mark.parametrize("made, wrong", [
+    ("etc/cron.d/evil", "installing wrote /etc"),
+    ("opt/other/x.py", "installing wrote /opt/other"),
+    ("opt/venvx/x.py", "installing wrote /opt/venvx"),
+    ("link", "installing made a symlink /opt/venv/lib/link"),
+    ("dirlink", "installing made a symlink /opt/venv/dirlink"),
+])
+def test_what_an_install_staged_must_be_under_the_venv_and_no_symlink(tmp_path, made, wrong):
+    """:func:`check_staged`, after every install: the venv and the folders above it, nothing else; no
+    symlink anywhere (a symlinked folder is refused, not followed)."""
+    import os
+
+    from lamina.errors import UnsafePathError
+    from lamina.python.safety import check_staged
+
+    staging = tmp_path / "stage"
+    site = staging / "opt/venv/lib/python3.11/site-packages/demo"
+    site.mkdir(parents=True)
+    (site / "__init__.py").write_text("")
+    check_staged(staging, "/opt/venv", "demo.whl")  # a clean install passes
+    if made == "link":
+        os.symlink("/etc/passwd", staging / "opt/venv/lib/link")
+    elif made == "dirlink":
+        os.symlink(tmp_path, staging / "opt/venv/dirlink")
+    else:
+        (staging / made).parent.mkdir(parents=True, exist_ok=True)
+        (staging / made).write_text("x")
+    with pytest.raises(UnsafePathError, match=f"demo.whl: {wrong}"):
+        check_staged(staging, "/opt/venv", "demo.whl")

@@ -174,15 +174,22 @@ def _compare(name: str, hash_text: str, size_text: str, actual: str, size: int, 
 
 
 def check_staged(staging: Path, venv: str, filename: str) -> None:
-    """Everything the install wrote is under the venv, and nothing is a symlink leaving the staging tree."""
-    allowed = Path(venv.strip("/"))
-    for dirpath, dirnames, filenames in os.walk(staging):
-        rel = Path(dirpath).relative_to(staging)
-        for name in [*dirnames, *filenames]:
-            member = rel / name
-            if not (allowed == member or allowed in member.parents or member in allowed.parents):
-                raise UnsafePathError(f"{filename}: installing wrote /{member}, outside the venv /{allowed}",
-                                      hint="the wheel is hostile; nothing of it was kept")
-            if os.path.islink(staging / member):
-                raise UnsafePathError(f"{filename}: installing made a symlink /{member}",
-                                      hint="wheels hold regular files only")
+    """Everything the install wrote is under the venv, and nothing is a symlink leaving the staging tree.
+
+    One ``scandir`` per folder and string comparisons (a torch install stages 13,000 entries; ``pathlib``
+    and an ``lstat`` per entry took a fifth of its install time)."""
+    allowed = venv.strip("/")
+    folders = [(os.fspath(staging), "")]
+    while folders:
+        path, rel = folders.pop()
+        with os.scandir(path) as entries:
+            for entry in entries:
+                member = f"{rel}/{entry.name}" if rel else entry.name
+                if not (member == allowed or member.startswith(allowed + "/") or allowed.startswith(member + "/")):
+                    raise UnsafePathError(f"{filename}: installing wrote /{member}, outside the venv /{allowed}",
+                                          hint="the wheel is hostile; nothing of it was kept")
+                if entry.is_symlink():
+                    raise UnsafePathError(f"{filename}: installing made a symlink /{member}",
+                                          hint="wheels hold regular files only")
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append((entry.path, member))

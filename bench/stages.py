@@ -1,6 +1,6 @@
 """CPU seconds per stage of a cold build's Python layers, each stage measured alone: the floor on N cores.
 
-    python bench/stages.py --project DIR [--config lamina.toml] [--wheelhouse DIR]
+    python bench/stages.py --lock LOCK [--exclude svc-ocr]
 
 For every Python layer the family's lock asks for (the images lamina builds on the shared Python base),
 one at a time and in one thread, so each stage's CPU time is its own:
@@ -12,7 +12,8 @@ one at a time and in one thread, so each stage's CPU time is its own:
 - tar + sha256: the layer tar streamed through sha256 (the diff_id), reading every staged file;
 - gzip (ISA-L 2) / gzip-small (zlib-ng 6) / zstd 3: compressing that tar, one thread.
 
-The sum of one column per stage over the number of cores is the floor of a cold build's wall time
+Layer trees are staged where lamina stages them (tmpfs, see lamina.oci.scratch). The sum of one column
+per stage over the number of cores is the floor of a cold build's wall time
 (if every stage overlapped perfectly); bench/README.md compares it with the measured wall time.
 Prints a Markdown table; nothing here is asserted.
 """
@@ -38,6 +39,7 @@ from lamina.lock import Lock  # noqa: E402
 from lamina.oci.compress import DEFLATES, _deflate_block  # noqa: E402
 from lamina.oci.digest import DigestWriter  # noqa: E402
 from lamina.oci.model import Platform  # noqa: E402
+from lamina.oci.scratch import staging_root  # noqa: E402
 from lamina.oci.store import BlobStore  # noqa: E402
 from lamina.oci.tar import tar_chunks  # noqa: E402
 from lamina.python.install import IsalInflate, compile_site_packages, install_wheel, staged_entries  # noqa: E402
@@ -65,8 +67,9 @@ def children_cpu() -> float:
     return total
 
 
-def measure(lock_path: Path, scratch: Path) -> tuple[dict[str, float], int, int]:
-    """CPU seconds per stage over every distinct Python layer of the lock; (stages, layers, tar bytes)."""
+def measure(lock_path: Path, scratch: Path, exclude: set[str]) -> tuple[dict[str, float], int, int]:
+    """CPU seconds per stage over every distinct Python layer of the lock but those of the ``exclude``d
+    images; (stages, layers, tar bytes)."""
     import zipfile
 
     zipfile.zlib = IsalInflate()  # type: ignore[assignment]  # as in lamina's installer processes
@@ -76,7 +79,10 @@ def measure(lock_path: Path, scratch: Path) -> tuple[dict[str, float], int, int]
     seconds: dict[str, float] = defaultdict(float)
     seen: set[tuple[str, ...]] = set()
     layers = size = 0
-    sections = [section for image in data.get("images", {}).values() for section in image.values()]
+    sections = [section for name, image in data.get("images", {}).items() if name not in exclude
+                for section in image.values()]
+    stage_in = staging_root(scratch)
+    stage_in.mkdir(parents=True, exist_ok=True)
     for section in sections:  # one per image and platform
         dists = [LockedDist.from_lock(d) for d in section.get("python", {}).get("dists", [])]
         for group in group_dists(dists):
@@ -88,7 +94,7 @@ def measure(lock_path: Path, scratch: Path) -> tuple[dict[str, float], int, int]
             t = time.thread_time()
             wheels = fetch_wheels(group, store)
             seconds["fetch"] += time.thread_time() - t
-            staging = Path(tempfile.mkdtemp(dir=scratch))
+            staging = Path(tempfile.mkdtemp(dir=stage_in))
             t = time.thread_time()
             for dist in group:
                 named = scratch / dist.filename
@@ -124,9 +130,11 @@ def measure(lock_path: Path, scratch: Path) -> tuple[dict[str, float], int, int]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lock", type=Path, required=True, help="the family's lamina.lock")
+    parser.add_argument("--exclude", default="", help="images of the lock to leave out, comma-separated "
+                        "(family.py's bench leaves out svc-ocr)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lamina-bench-stages-") as scratch:
-        seconds, layers, size = measure(args.lock, Path(scratch))
+        seconds, layers, size = measure(args.lock, Path(scratch), set(filter(None, args.exclude.split(","))))
     load = os.getloadavg()[0]
     print(f"### CPU seconds per stage: {layers} Python layers, {size / 1e6:.0f} MB of tar (load {load:.1f})\n")
     print("| stage | CPU s |\n|---|---:|")

@@ -339,3 +339,77 @@ def test_pushing_nothing_new_leaves_the_cache_index_alone(tmp_path, registry, pu
     assert built_layers(summary) == 0
     cache_requests = [r for r in registry.requests(mark) if "/lamina-cache/" in r.path]
     assert cache_requests and all(r.method in ("GET", "HEAD") for r in cache_requests)
+
+
+def test_a_push_reads_its_cache_index_once_ahead_of_the_build(tmp_path, registry, pushed):
+    """A push reads its own cache's index in the background while the family plans (it reads it anyway,
+    to update it): one GET of the index and one of its blob, and what was read is what the push merges."""
+    from lamina.oci.cache import RemoteLayers, read_index
+    from lamina.oci.reference import Reference
+    from lamina.oci.remote import Registries
+
+    root_a, owner, first = pushed
+    ref = Reference.parse(f"{registry.host}/{owner}/lamina-cache:layers")
+    registries = Registries()
+    try:
+        before = read_index(ref, registries, print)
+        remote = RemoteLayers([ref], registries, store=None, trusted=[f"{registry.host}/{owner}/hello"])  # type: ignore[arg-type]
+        mark = registry.mark()
+        remote.read_ahead().join(timeout=30)
+        assert remote.indexes[str(ref)].digest == before.digest and remote.entries()
+        assert len(registry.requests(mark)) == 3  # HEAD and GET of the index's manifest, GET of its blob
+        mark = registry.mark()
+        remote.entries()
+        assert registry.requests(mark) == []  # read once
+    finally:
+        registries.close()
+
+    mark = registry.mark()
+    summary = summary_of(build(fresh_copy(tmp_path, "b"), tmp_path / "store-b", *push_args(registry, owner)))
+    assert built_layers(summary) == 1 and summary["cache"]["hits"] == 1
+    index_reads = [r for r in registry.requests(mark)
+                   if r.method == "GET" and "/lamina-cache/" in r.path]
+    assert len(index_reads) == 2, index_reads  # its manifest and its blob, once each
+    fresh = Registries()
+    try:
+        after = read_index(ref, fresh, print)
+    finally:
+        fresh.close()
+    assert set(before.layers) < set(after.layers)  # the push merged its new layer into what it read
+
+
+def test_a_read_ahead_that_fails_is_read_again_where_it_is_needed(tmp_path, registry, pushed):
+    """A read ahead that fails (here: its client closed under it) leaves nothing half-read: the first
+    layer that needs the index reads it then."""
+    from lamina.oci.cache import RemoteLayers
+    from lamina.oci.reference import Reference
+    from lamina.oci.remote import Registries
+
+    root_a, owner, first = pushed
+    ref = Reference.parse(f"{registry.host}/{owner}/lamina-cache:layers")
+    closed = Registries()
+    closed.client(registry.host).close()
+    remote = RemoteLayers([ref], closed, store=None, trusted=[f"{registry.host}/{owner}/hello"])  # type: ignore[arg-type]
+    remote.read_ahead().join(timeout=30)
+    assert remote._entries is None  # nothing kept
+    remote.registries = Registries()
+    try:
+        assert remote.entries()  # read now, whole
+    finally:
+        remote.registries.close()
+
+
+def test_the_cache_index_goes_up_beside_the_images_and_is_tagged_after_them(tmp_path, registry, pushed):
+    """The new index's blob is uploaded while the images are pushed; the cache's tag moves to it only
+    after every image's manifest is in (a push that fails leaves the cache as it was)."""
+    root_a, owner, first = pushed
+    mark = registry.mark()
+    summary = summary_of(build(fresh_copy(tmp_path, "b"), tmp_path / "store-b", *push_args(registry, owner)))
+    assert built_layers(summary) == 1
+    puts = [r for r in registry.requests(mark) if r.method == "PUT"]
+    manifests = [i for i, r in enumerate(puts) if "/manifests/" in r.path]
+    cache_tag = [i for i in manifests if "/lamina-cache/manifests/" in puts[i].path]
+    images = [i for i in manifests if "/lamina-cache/" not in puts[i].path
+              and not puts[i].path.rsplit("/", 1)[1].startswith("sha256")]  # not the SBOMs attached after
+    assert len(cache_tag) == 1 and images and cache_tag[0] > max(images), [r.path for r in puts]
+    assert any("/lamina-cache/blobs/uploads/" in r.path for r in puts[:cache_tag[0]])

@@ -20,7 +20,7 @@ from lamina import naming
 from lamina.build import BuiltImage
 from lamina.config import ProjectConfig
 from lamina.errors import ConfigError
-from lamina.oci.cache import CacheEntry, RemoteLayers, default_reference, write_index
+from lamina.oci.cache import CacheEntry, RemoteLayers, StagedIndex, default_reference, stage_index
 from lamina.oci.reference import Reference
 from lamina.oci.remote import Registries
 from lamina.oci.store import BlobStore
@@ -60,8 +60,11 @@ def remote_layers(config: ProjectConfig, registries: Registries, store: BlobStor
     refs += [Reference.parse(text) for text in config.cache_from]
     if not refs:
         return None
-    return RemoteLayers(refs, registries, store, trusted=trusted_repositories(config), fetch=fetch,
-                        push_registry=config.registry if pushing else None, warn=warn)
+    remote = RemoteLayers(refs, registries, store, trusted=trusted_repositories(config), fetch=fetch,
+                          push_registry=config.registry if pushing else None, warn=warn)
+    if pushing and own is not None:
+        remote.read_ahead()  # the push reads its own cache's index to update it: read it while planning
+    return remote
 
 
 def pushed_images(built: Sequence[BuiltImage], targets: Sequence[tuple[Named, Reference]]
@@ -104,13 +107,24 @@ def seed_records(remote: RemoteLayers) -> int:
     return remote.seed_records([MODULES_KIND])
 
 
-def record_pushed(config: ProjectConfig, pushed: Sequence[tuple[BuiltImage, Reference]], store: BlobStore,
-                  registries: Registries, warn: Callable[[str], None], read: RemoteLayers | None = None) -> int:
-    """Update the project's cache with the layers of the images just pushed (merged with what it had:
-    as ``read`` read it, else read now); returns its entry count."""
+def stage_pushed(config: ProjectConfig, pushed: Sequence[tuple[BuiltImage, Reference]], store: BlobStore,
+                 registries: Registries, warn: Callable[[str], None], read: RemoteLayers | None = None
+                 ) -> StagedIndex | None:
+    """The project's cache with the layers of ``pushed`` (merged with what it had: as ``read`` read it,
+    else read now), its blobs uploaded: :meth:`~lamina.oci.cache.StagedIndex.commit` it once the images
+    are pushed. None when there is nothing to record or the upload failed (a warning says so)."""
     ref = cache_reference(config)
     entries = entries_of(pushed)
     if ref is None or not entries:
-        return 0
+        return None
+    if read is not None:
+        read.entries()  # waits for a read ahead still under way
     previous = read.indexes.get(str(ref)) if read is not None else None
-    return write_index(ref, entries, registries, warn, previous, records_of(pushed, store))
+    return stage_index(ref, entries, registries, warn, previous, records_of(pushed, store))
+
+
+def record_pushed(config: ProjectConfig, pushed: Sequence[tuple[BuiltImage, Reference]], store: BlobStore,
+                  registries: Registries, warn: Callable[[str], None], read: RemoteLayers | None = None) -> int:
+    """Update the project's cache with the layers of the images just pushed; returns its entry count."""
+    staged = stage_pushed(config, pushed, store, registries, warn, read)
+    return staged.commit() if staged is not None else 0

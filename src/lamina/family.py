@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from lamina import naming
 from lamina.build import Base, BuildOptions, BuiltImage, PlannedImage, finish_image, plan_image
 from lamina.config import ImageSpec, ProjectConfig
-from lamina.debian.image import Debian, settings_of
 from lamina.debian.step import DebianStep
 from lamina.errors import BaseImageNotFound, ConfigError, NotFoundError
 from lamina.files import FilesStep
@@ -36,6 +35,7 @@ from lamina.python.step import PythonStep
 from lamina.steps import Step, StepLayer
 
 if TYPE_CHECKING:
+    from lamina.debian.image import Debian
     from lamina.python.check import CheckedImage
 
 def _publish_command(name: str) -> str:
@@ -92,14 +92,20 @@ class Family:
                                     lambda name: str(images[name].platform) if name in images else "linux/amd64")
         update = set(self.update)
         status = self._lock_status
-        self.debian = Debian(self.store, settings_of(self.config), locked=self.locked, update=update,
+
+        def debian() -> Debian:  # made when an image first needs it: see DebianStep
+            from lamina.debian.image import Debian, settings_of
+
+            session = Debian(self.store, settings_of(self.config), locked=self.locked, update=update,
                              lock_name=self.lock.path.name, on_status=status, remote=self.remote)
-        self.debian.compression = self.options.compression
+            session.compression = self.options.compression
+            return session
+
         self.python = PythonSession(self.store, self.config.python, self.config.root, locked=self.locked,
                                     update=update, upgrade=self.upgrade, lock_name=self.lock.path.name,
                                     on_status=status, remote=self.remote)
         self.python.compression = self.options.compression
-        self.steps: list[Step] = [DebianStep(self.debian), PythonStep(self.python),
+        self.steps: list[Step] = [DebianStep(debian), PythonStep(self.python),
                                   FilesStep(str(self.config.root))]
         self.resolved: list[str] = []
         self.conflicts: list[Finding] = []

@@ -7,6 +7,7 @@ import contextlib
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
@@ -21,7 +22,7 @@ from lamina.cli.options import (
     platforms_arg,
 )
 from lamina import naming
-from lamina.cache import pushed_images, record_pushed, remote_layers, seed_records
+from lamina.cache import pushed_images, remote_layers, seed_records, stage_pushed
 from lamina.config import find_config
 from lamina.errors import LaminaError, ServiceCheckFailed, UsageError
 from lamina.oci.compress import Compression
@@ -176,13 +177,16 @@ def _publish(args: argparse.Namespace, session: Session, named: list, built: lis
     """Push the images, record their layers in the registry cache, attach SBOMs and signatures."""
     config, store = session.config, session.store
     targets = session.targets([n for n in named if not args.published_bases or n.name in names])
-    with output.status("pushing…") as update:
+    with ThreadPoolExecutor(1, thread_name_prefix="lamina-cache-write") as side, output.status("pushing…") as update:
+        # the layer cache's new index goes up beside the images; its tag moves only once they are pushed
+        staging = None if args.no_remote_cache else side.submit(
+            stage_pushed, config, pushed_images(built, targets), store, session.registries, output.warn, remote)
         reports = push(targets, store, session.registries, early=early,
                        on_blob=lambda d, outcome: update(f"pushing: {outcome} {d[:19]}"))
     for report in reports:
         output.print_push(report)
-    if not args.no_remote_cache:
-        record_pushed(config, pushed_images(built, targets), store, session.registries, output.warn, remote)
+    if staging is not None and (staged := staging.result()) is not None:
+        staged.commit()
     if not args.no_sbom or key is not None:
         from lamina.supply.project import attach_and_sign
 

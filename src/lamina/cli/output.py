@@ -23,7 +23,7 @@ from lamina.oci.layer import BuiltLayer
 from lamina.oci.remote import PushReport
 from lamina.python.findings import Finding
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, emoji=False)  # a path or name with ":cd:" in it stays as it is
 
 __all__ = ["console", "escape", "size", "short_path", "table", "print_json", "status", "run_family",
            "print_findings", "error_count", "print_built", "print_push", "print_error"]

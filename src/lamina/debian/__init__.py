@@ -12,7 +12,14 @@ See docs/debian.md.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lamina.config import ImageSpec
+
 DEBIAN_PREFIX = "debian:"
+#: The kind of the Debian step and of its sections in lamina.lock.
+LOCK_KIND = "debian"
 
 
 def is_debian_base(base: str) -> bool:
@@ -22,3 +29,8 @@ def is_debian_base(base: str) -> bool:
 
 def release_of(base: str) -> str:
     return base[len(DEBIAN_PREFIX):]
+
+
+def uses_debian(spec: ImageSpec) -> bool:
+    """Does the image install Debian packages (``packages``, or a ``debian:`` base)?"""
+    return bool(spec.packages) or is_debian_base(spec.base)

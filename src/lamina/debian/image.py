@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lamina.config import ImageSpec, ProjectConfig
-from lamina.debian import is_debian_base, release_of
+from lamina.debian import LOCK_KIND, is_debian_base, release_of, uses_debian
 from lamina.debian.archive import (
     DEFAULT_MIRROR,
     DEFAULT_SECURITY_MIRROR,
@@ -57,7 +57,6 @@ BIG_PACKAGE = 1 << 20
 BUCKETS = 8
 #: Bump when the way packages become layer entries changes (invalidates cached package layers).
 LAYER_FORMAT = "1"
-LOCK_KIND = "debian"
 #: Store records of each package's libraries and alternatives (by .deb sha256), and the layer's format.
 FACTS_KIND = "deb-libraries"
 LDCACHE_FORMAT = "1"
@@ -140,10 +139,6 @@ class PreparedLayers:
 
 def settings_of(config: ProjectConfig) -> DebianSettings:
     return DebianSettings(config.debian_mirror, config.debian_security_mirror, config.debian_suites, config.debian_keyring)
-
-
-def uses_debian(spec: ImageSpec) -> bool:
-    return bool(spec.packages) or is_debian_base(spec.base)
 
 
 def requested_packages(spec: ImageSpec) -> list[str]:

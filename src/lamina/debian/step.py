@@ -2,31 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from lamina.config import ImageSpec
-from lamina.debian.image import (
-    LOCK_KIND,
-    Debian,
-    DebianState,
-    debian_env,
-    installed_after,
-    packages_of,
-    uses_debian,
-)
+from lamina.debian import LOCK_KIND, uses_debian
 from lamina.steps import StepContext, StepLayer, StepResult
+
+if TYPE_CHECKING:
+    from lamina.debian.image import Debian, DebianState
 
 
 class DebianStep:
-    """Lock or resolve an image's packages on top of what its base has, then describe their layers."""
+    """Lock or resolve an image's packages on top of what its base has, then describe their layers.
+
+    The Debian session (archive, indexes, the modules that read them) is made by ``make_session`` when
+    the first image that installs packages is planned: a family of Python images on a published base
+    never imports it."""
 
     kind = LOCK_KIND
 
-    def __init__(self, session: Debian) -> None:
-        self.session = session
+    def __init__(self, make_session: Callable[[], Debian]) -> None:
+        self._make_session = make_session
+        self._session: Debian | None = None
+
+    @property
+    def session(self) -> Debian:
+        if self._session is None:
+            self._session = self._make_session()
+        return self._session
 
     def applies(self, spec: ImageSpec) -> bool:
         return uses_debian(spec)
 
     def run(self, ctx: StepContext) -> StepResult:
+        from lamina.debian.image import DebianState, debian_env, installed_after, packages_of
+
         prior = ctx.states.get(self.kind)
         before = self.session.base_state(ctx.spec, ctx.platform, prior if isinstance(prior, DebianState) else None,
                                          ctx.base_image, ctx.base_name, ctx.registries)
@@ -42,7 +53,8 @@ class DebianStep:
         return result
 
     def close(self) -> None:
-        self.session.close()
+        if self._session is not None:
+            self._session.close()
 
 
 #: Debian's release names and numbers (the purl qualifier ``distro=debian-12``).

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -41,6 +42,8 @@ from lamina.oci.records import StoredLayer
 from lamina.oci.reference import Reference
 from lamina.oci.remote import Registries
 from lamina.oci.store import BlobStore
+
+log = logging.getLogger(__name__)
 
 ARTIFACT_TYPE = "application/vnd.lamina.layer-cache.v1"
 INDEX_MEDIA_TYPE = "application/vnd.lamina.layer-cache.index.v1+json"
@@ -150,14 +153,29 @@ class RemoteLayers:
         """Every trusted entry of every cache reference (the first reference wins a key)."""
         with self._lock:
             if self._entries is None:
-                self._entries = {}
+                entries: dict[str, CacheEntry] = {}
                 for ref in self.refs:
                     self.indexes[str(ref)] = read_index(ref, self.registries, self.warn)
                     for key, entry in self.indexes[str(ref)].layers.items():
                         if entry.repository not in self.trusted:
                             continue  # only the project's repositories and configured caches are believed
-                        self._entries.setdefault(key, entry)
+                        entries.setdefault(key, entry)
+                self._entries = entries
             return self._entries
+
+    def read_ahead(self) -> threading.Thread:
+        """Start reading the indexes in a background thread, for a build that will read them anyway (a
+        push reads its own cache's to update it): the first layer the store lacks then finds them read
+        instead of waiting for their requests, which went out while the family was planned."""
+        def read() -> None:
+            try:
+                self.entries()
+            except Exception as exc:  # noqa: BLE001 - not kept: entries() reads again where needed, and says why
+                log.debug("reading the layer caches ahead failed: %s", exc)
+
+        thread = threading.Thread(target=read, name="lamina-cache-read", daemon=True)
+        thread.start()
+        return thread
 
     def seed_records(self, kinds: Iterable[str]) -> int:
         """Copy the caches' records of ``kinds`` the store lacks into it; returns how many."""
@@ -343,18 +361,41 @@ def index_document(new: Iterable[CacheEntry], previous: CacheIndex,
                       separators=(",", ":")).encode()
 
 
-def write_index(ref: Reference, entries: Iterable[CacheEntry], registries: Registries, warn: Warn,
+@dataclass(frozen=True)
+class StagedIndex:
+    """An index whose blobs are in the registry and whose manifest is not yet put (:func:`stage_index`):
+    :meth:`commit` makes it the cache. Blobs that no manifest names change nothing for anyone."""
+
+    ref: Reference
+    registries: Registries
+    warn: Warn
+    manifest: Document | None  # None: the index already holds all of it, nothing to put
+    count: int
+
+    def commit(self) -> int:
+        """Put the manifest (the tag then names the new index); returns how many layers it holds."""
+        if self.manifest is None:
+            return self.count
+        try:
+            client = self.registries.client(self.ref.registry)
+            client.put_manifest(self.ref.repository, self.ref.identifier, self.manifest.data, self.manifest.media_type)
+        except LaminaError as exc:
+            self.warn(f"layer cache {self.ref} not updated ({exc.message})")
+            return 0
+        return self.count
+
+
+def stage_index(ref: Reference, entries: Iterable[CacheEntry], registries: Registries, warn: Warn,
                 previous: CacheIndex | None = None,
-                records: Mapping[str, Mapping[str, dict[str, Any]]] | None = None) -> int:
-    """Record ``entries`` and ``records`` (merged with ``previous``, what the index had, read now if not
-    given) at ``ref``; returns how many layers it holds. A cache is an optimisation: a failure to write
-    it is a warning, never a failed build."""
+                records: Mapping[str, Mapping[str, dict[str, Any]]] | None = None) -> StagedIndex | None:
+    """The first half of :func:`write_index`: merge, and upload the new index's blobs; None (after a
+    warning) when that fails. A push stages its index while its images go up, and commits it after."""
     client = registries.client(ref.registry)
     if previous is None:
         previous = read_index(ref, registries, warn)
     data = index_document(entries, previous, records)
     if sha256_digest(data) == previous.digest:
-        return len(previous.layers)  # nothing new: no request at all
+        return StagedIndex(ref, registries, warn, None, len(previous.layers))  # nothing new: no request at all
     blob = Document(data, INDEX_MEDIA_TYPE)
     manifest = Document.of({
         "schemaVersion": 2,
@@ -366,8 +407,17 @@ def write_index(ref: Reference, entries: Iterable[CacheEntry], registries: Regis
     try:
         client.push_blobs(ref.repository, [(sha256_digest(EMPTY), len(EMPTY), lambda: io.BytesIO(EMPTY)),
                                            (blob.digest, blob.size, lambda: io.BytesIO(data))])
-        client.put_manifest(ref.repository, ref.identifier, manifest.data, manifest.media_type)
     except LaminaError as exc:
         warn(f"layer cache {ref} not updated ({exc.message})")
-        return 0
-    return len(json.loads(data)["layers"])
+        return None
+    return StagedIndex(ref, registries, warn, manifest, len(json.loads(data)["layers"]))
+
+
+def write_index(ref: Reference, entries: Iterable[CacheEntry], registries: Registries, warn: Warn,
+                previous: CacheIndex | None = None,
+                records: Mapping[str, Mapping[str, dict[str, Any]]] | None = None) -> int:
+    """Record ``entries`` and ``records`` (merged with ``previous``, what the index had, read now if not
+    given) at ``ref``; returns how many layers it holds. A cache is an optimisation: a failure to write
+    it is a warning, never a failed build."""
+    staged = stage_index(ref, entries, registries, warn, previous, records)
+    return staged.commit() if staged is not None else 0

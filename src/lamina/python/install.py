@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
+from isal import isal_zlib
 
 from lamina.errors import LaminaError
 from lamina.oci.compress import workers
@@ -205,8 +206,6 @@ class IsalInflate:
 
     @staticmethod
     def decompressobj(wbits: int = zlib.MAX_WBITS) -> object:
-        from isal import isal_zlib
-
         return isal_zlib.decompressobj(wbits)
 
 

@@ -16,7 +16,9 @@ measured. Bytes uploaded are read from each registry's storage (the sizes of the
 from the tools' reports.
 
 After each build a "node" (podman with its own storage, holding the version before) pulls every service's
-new image: the `pull` columns are its seconds and the bytes of the layers it did not have.
+new image: the `pull` columns are its seconds and the bytes of the layers it did not have. Then, untimed,
+the images the change superseded are pruned from the peers' storage and the nodes' (so that the full
+profile's `core` runs, which rebuild every peer image, fit a disk).
 
 Scenarios (each a whole-family build and push, timed as the median of N runs, with min and max):
   cold   empty build caches (lamina's store, buildah's storage), empty registry but for the Python base
